@@ -1,0 +1,88 @@
+"""Stable error codes and the one exception type that carries them.
+
+Both the API (as the HTTP error envelope) and the worker (as a job's `error`)
+speak these codes, so a client handles one vocabulary.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+
+class ErrorCode(str, Enum):
+    """A machine-readable reason; never renamed once published."""
+
+    # Request problems
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    MISSING_FILE = "MISSING_FILE"
+    EMPTY_UPLOAD = "EMPTY_UPLOAD"
+    UPLOAD_TOO_LARGE = "UPLOAD_TOO_LARGE"
+    UNSUPPORTED_MEDIA = "UNSUPPORTED_MEDIA"
+    INVALID_PROFILE = "INVALID_PROFILE"
+    JOB_NOT_FOUND = "JOB_NOT_FOUND"
+    RESULT_NOT_FOUND = "RESULT_NOT_FOUND"
+    RESULT_NOT_READY = "RESULT_NOT_READY"
+    JOB_ALREADY_FINISHED = "JOB_ALREADY_FINISHED"
+    JOB_RUNNING = "JOB_RUNNING"
+    # Dependencies
+    STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
+    QUEUE_UNAVAILABLE = "QUEUE_UNAVAILABLE"
+    # Job failures
+    INVALID_VIDEO = "INVALID_VIDEO"
+    VIDEO_TOO_LONG = "VIDEO_TOO_LONG"
+    SOURCE_MISSING = "SOURCE_MISSING"
+    JOB_TIMEOUT = "JOB_TIMEOUT"
+    WORKER_LOST = "WORKER_LOST"
+    MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+# The HTTP status each code maps to when it reaches a client through the API.
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.VALIDATION_ERROR: 422,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.MISSING_FILE: 422,
+    ErrorCode.EMPTY_UPLOAD: 422,
+    ErrorCode.UPLOAD_TOO_LARGE: 413,
+    ErrorCode.UNSUPPORTED_MEDIA: 415,
+    ErrorCode.INVALID_PROFILE: 422,
+    ErrorCode.JOB_NOT_FOUND: 404,
+    ErrorCode.RESULT_NOT_FOUND: 404,
+    ErrorCode.RESULT_NOT_READY: 409,
+    ErrorCode.JOB_ALREADY_FINISHED: 409,
+    ErrorCode.JOB_RUNNING: 409,
+    ErrorCode.STORAGE_UNAVAILABLE: 503,
+    ErrorCode.QUEUE_UNAVAILABLE: 503,
+    ErrorCode.INVALID_VIDEO: 422,
+    ErrorCode.VIDEO_TOO_LONG: 422,
+    ErrorCode.SOURCE_MISSING: 500,
+    ErrorCode.JOB_TIMEOUT: 500,
+    ErrorCode.WORKER_LOST: 500,
+    ErrorCode.MODEL_UNAVAILABLE: 500,
+    ErrorCode.INTERNAL_ERROR: 500,
+}
+
+
+class ServiceError(Exception):
+    """An expected failure with a stable code, a message for people and details for programs."""
+
+    def __init__(self, code: ErrorCode, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.code]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code.value, "message": self.message, "details": self.details}
+
+
+class JobCanceled(Exception):
+    """Raised inside the worker when a client canceled the job it is running."""

@@ -1,0 +1,70 @@
+"""The one place that names things in Redis and in object storage.
+
+Nothing else builds a key by hand, so a layout change happens here only.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+#  uploads/{job_id}/source{ext}      the uploaded video, as the client sent it
+#  results/{job_id}/{result name}    what the worker produced
+
+
+class ResultName(str, Enum):
+    """The files a succeeded job offers, by their public names."""
+
+    ANNOTATED_VIDEO = "annotated.mp4"
+    POSES_JSON = "poses.json"
+    POSES_CSV = "poses.csv"
+    METRICS_JSON = "metrics.json"
+
+    @property
+    def content_type(self) -> str:
+        return _CONTENT_TYPES[self]
+
+
+_CONTENT_TYPES = {
+    ResultName.ANNOTATED_VIDEO: "video/mp4",
+    ResultName.POSES_JSON: "application/json",
+    ResultName.POSES_CSV: "text/csv",
+    ResultName.METRICS_JSON: "application/json",
+}
+
+RESULT_NAMES: tuple[str, ...] = tuple(name.value for name in ResultName)
+
+
+def upload_key(job_id: str, extension: str) -> str:
+    return f"uploads/{job_id}/source{extension}"
+
+
+def results_prefix(job_id: str) -> str:
+    return f"results/{job_id}/"
+
+
+def result_key(job_id: str, name: ResultName | str) -> str:
+    return f"{results_prefix(job_id)}{ResultName(name).value}"
+
+
+def job_prefixes(job_id: str) -> tuple[str, ...]:
+    """Every storage prefix that holds objects of one job (for deletion)."""
+    return (f"uploads/{job_id}/", results_prefix(job_id))
+
+
+class RedisKeys:
+    """Redis key names, all under one configurable prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def job(self, job_id: str) -> str:
+        """Hash: the job record."""
+        return f"{self.prefix}:job:{job_id}"
+
+    def job_index(self) -> str:
+        """Sorted set: every job id, scored by creation time."""
+        return f"{self.prefix}:jobs"
+
+    def job_events(self, job_id: str) -> str:
+        """Pub/sub channel: a message each time the job record changes."""
+        return f"{self.prefix}:job-events:{job_id}"

@@ -1,0 +1,25 @@
+"""The versioned JSON schemas of poses.json and metrics.json, and their validation."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+
+
+@lru_cache
+def load_schema(name: str) -> dict[str, Any]:
+    """`name` is "poses" or "metrics"."""
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
+    return schema
+
+
+def validate(name: str, document: dict[str, Any]) -> None:
+    """Raise `jsonschema.ValidationError` when `document` breaks the schema."""
+    import jsonschema  # imported here: only the export stage and tests validate
+
+    jsonschema.Draft202012Validator(load_schema(name)).validate(document)

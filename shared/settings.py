@@ -1,0 +1,85 @@
+"""Every setting of the service, read once from the environment.
+
+One `Settings` object serves the API and the worker, so a value means the same
+on both sides. Bad values fail at start-up, not in the middle of a job.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Device = Literal["auto", "cpu", "cuda", "mps"]
+Profile = Literal["fast", "accurate"]
+
+
+class Settings(BaseSettings):
+    # Read from the process environment only: Compose passes `.env` in, and
+    # manage.sh exports the local stack's values, so no file is read behind anyone's back.
+    model_config = SettingsConfigDict(extra="ignore")
+
+    # --- Redis and the queue -------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue_name: str = "analysis"
+    key_prefix: str = Field("dance", description="Prefix of every Redis key this service writes.")
+
+    # --- Object storage (S3 / MinIO / SeaweedFS) -----------------------------
+    s3_endpoint_url: str = "http://127.0.0.1:9000"
+    # The endpoint clients reach; presigned URLs are signed for this host.
+    # Empty: result links are served through the API instead.
+    s3_public_endpoint_url: str = ""
+    s3_access_key: str = "minioadmin"
+    s3_secret_key: str = "minioadmin"
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "dance-analysis"
+    presign_expiry_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+
+    # --- API -----------------------------------------------------------------
+    public_base_url: str = Field("", description="Base URL clients use for the API; empty: taken from the request.")
+    max_upload_mb: int = Field(2048, ge=1)
+    upload_part_mb: int = Field(8, ge=5, le=512)
+    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; '*' for any.")
+
+    # --- Analysis ------------------------------------------------------------
+    use_mock_analysis: bool = False
+    default_profile: Profile = "fast"
+    device: Device = "auto"
+    max_video_seconds: float = Field(30 * 60, gt=0)
+    # Budget per job: base + factor x video duration (see worker/timeouts.py).
+    job_timeout_base_seconds: int = Field(120, ge=10)
+    job_timeout_factor: float = Field(10.0, gt=0)
+    progress_every_frames: int = Field(15, ge=1)
+    render_preset: str = "veryfast"
+    render_crf: int = Field(23, ge=0, le=51)
+    # A running job whose worker has been silent this long is failed (WORKER_LOST).
+    heartbeat_timeout_seconds: int = Field(120, ge=10)
+    work_dir: str = Field("", description="Scratch folder of the worker; empty: the system temp dir.")
+
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url", "public_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def upload_part_bytes(self) -> int:
+        return self.upload_part_mb * 1024 * 1024
+
+    @property
+    def mode(self) -> Literal["mock", "real"]:
+        return "mock" if self.use_mock_analysis else "real"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,220 @@
+"""Object storage (any S3 API: MinIO in production, SeaweedFS locally).
+
+Every call that fails because the server cannot be reached raises
+`ServiceError(STORAGE_UNAVAILABLE)`, so callers deal with one condition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.client import BaseClient
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from shared.errors import ErrorCode, ServiceError
+from shared.settings import Settings
+
+_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket", "NoSuchUpload"}
+
+
+def _unavailable(exc: Exception) -> ServiceError:
+    return ServiceError(ErrorCode.STORAGE_UNAVAILABLE, "Object storage is unavailable.", {"reason": str(exc)})
+
+
+def is_missing(exc: ClientError) -> bool:
+    return str(exc.response.get("Error", {}).get("Code")) in _MISSING
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """Turn transport failures into STORAGE_UNAVAILABLE; leave 'not found' to the caller."""
+    try:
+        yield
+    except ClientError as exc:
+        if is_missing(exc):
+            raise
+        raise _unavailable(exc) from exc
+    except (BotoCoreError, EndpointConnectionError, OSError) as exc:
+        raise _unavailable(exc) from exc
+
+
+def _client(settings: Settings, endpoint: str, *, connect_timeout: float = 3, retries: int = 2) -> BaseClient:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.s3_secret_key,
+        region_name=settings.s3_region,
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            connect_timeout=connect_timeout,
+            read_timeout=60,
+            retries={"max_attempts": retries, "mode": "standard"},
+        ),
+    )
+
+
+class MultipartWriter:
+    """Writes one object as an S3 multipart upload, a part at a time.
+
+    Memory holds at most one part. `abort()` removes every part already sent,
+    so a rejected or broken upload leaves nothing behind.
+    """
+
+    def __init__(self, client: BaseClient, bucket: str, key: str, part_size: int, content_type: str) -> None:
+        self._client = client
+        self.bucket = bucket
+        self.key = key
+        self.part_size = part_size
+        self.content_type = content_type
+        self._buffer = bytearray()
+        self._parts: list[dict[str, Any]] = []
+        self._upload_id: str | None = None
+        self.size = 0
+
+    def _start(self) -> str:
+        if self._upload_id is None:
+            with storage_errors():
+                response = self._client.create_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, ContentType=self.content_type
+                )
+            self._upload_id = str(response["UploadId"])
+        return self._upload_id
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        self.size += len(data)
+        while len(self._buffer) >= self.part_size:
+            self._send(bytes(self._buffer[: self.part_size]))
+            del self._buffer[: self.part_size]
+
+    def _send(self, chunk: bytes) -> None:
+        upload_id = self._start()
+        number = len(self._parts) + 1
+        with storage_errors():
+            response = self._client.upload_part(
+                Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=chunk
+            )
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+    def complete(self) -> None:
+        if self._buffer or not self._parts:
+            self._send(bytes(self._buffer))
+            self._buffer.clear()
+        with storage_errors():
+            self._client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._start(),
+                MultipartUpload={"Parts": self._parts},
+            )
+
+    def abort(self) -> None:
+        self._buffer.clear()
+        if self._upload_id is None:
+            return
+        # Best effort: if storage is down, its lifecycle rule for abandoned uploads cleans up.
+        with contextlib.suppress(ClientError, BotoCoreError, OSError):
+            self._client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+        self._upload_id = None
+
+
+class Storage:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bucket = settings.s3_bucket
+        self.client = _client(settings, settings.s3_endpoint_url)
+        # Presigned URLs carry the host in their signature: sign for the host clients use.
+        public = settings.s3_public_endpoint_url
+        self._public_client = _client(settings, public) if public else None
+
+    # --- health and set-up ---------------------------------------------------
+    def ping(self) -> None:
+        """Raise STORAGE_UNAVAILABLE unless the bucket answers."""
+        probe = _client(self.settings, self.settings.s3_endpoint_url, connect_timeout=1, retries=1)
+        try:
+            with storage_errors():
+                probe.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            raise _unavailable(exc) from exc
+
+    def ensure_bucket(self) -> None:
+        with storage_errors():
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except ClientError:
+                self.client.create_bucket(Bucket=self.bucket)
+
+    # --- writing ---------------------------------------------------------------
+    def multipart_writer(self, key: str, content_type: str) -> MultipartWriter:
+        return MultipartWriter(self.client, self.bucket, key, self.settings.upload_part_bytes, content_type)
+
+    def upload_file(self, path: Path, key: str, content_type: str) -> None:
+        with storage_errors():
+            self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type})
+
+    # --- reading -----------------------------------------------------------------
+    def download_file(self, key: str, path: Path) -> None:
+        with storage_errors():
+            self.client.download_file(self.bucket, key, str(path))
+
+    def exists(self, key: str) -> bool:
+        with storage_errors():
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if is_missing(exc):
+                    return False
+                raise
+        return True
+
+    def open_stream(self, key: str, byte_range: str | None = None) -> dict[str, Any]:
+        """The raw GetObject response (Body, ContentLength, ContentRange...) for streaming to a client."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if byte_range:
+            kwargs["Range"] = byte_range
+        with storage_errors():
+            return dict(self.client.get_object(**kwargs))
+
+    def presigned_url(self, key: str, filename: str | None = None) -> str:
+        if self._public_client is None:
+            raise RuntimeError("no public storage endpoint is configured")
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if filename:
+            params["ResponseContentDisposition"] = f'inline; filename="{filename}"'
+        return str(
+            self._public_client.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=self.settings.presign_expiry_seconds
+            )
+        )
+
+    @property
+    def can_presign(self) -> bool:
+        return self._public_client is not None
+
+    # --- deleting ----------------------------------------------------------------
+    def list_keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        with storage_errors():
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys += [item["Key"] for item in page.get("Contents", [])]
+        return keys
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = self.list_keys(prefix)
+        with storage_errors():
+            for start in range(0, len(keys), 1000):
+                batch = [{"Key": key} for key in keys[start : start + 1000]]
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        return len(keys)
+
+    def delete(self, key: str) -> None:
+        with storage_errors():
+            self.client.delete_object(Bucket=self.bucket, Key=key)
