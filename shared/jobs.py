@@ -176,6 +176,37 @@ class JobStore:
         applied = self._update_if_status(keys=[self.keys.job(job_id), self.keys.job_events(job_id)], args=args)
         return int(applied) == 1
 
+    def fail_if_stale(self, record: JobRecord, heartbeat_timeout: float) -> JobRecord:
+        """A running job whose worker has been silent too long died with it: fail it.
+
+        Called by readers (the API) and by workers at start, so no job stays
+        `running` forever after a crash.
+        """
+        if record.status is not JobStatus.RUNNING:
+            return record
+        last_sign = record.heartbeat_at or record.started_at or record.created_at
+        if now() - last_sign < heartbeat_timeout:
+            return record
+        error = {
+            "code": "WORKER_LOST",
+            "message": "The worker running this job stopped responding; please upload the video again.",
+            "details": {"silent_seconds": round(now() - last_sign, 1)},
+        }
+        self.update(
+            record.job_id, only_if=(JobStatus.RUNNING,), status=JobStatus.FAILED, error=error, finished_at=now()
+        )
+        return self.get(record.job_id) or record
+
+    def fail_stale_running(self, heartbeat_timeout: float) -> list[str]:
+        """Sweep every job; returns the ids that were failed as WORKER_LOST."""
+        failed = []
+        for job_id in self.redis.zrange(self.keys.job_index(), 0, -1):
+            record = self.get(_text(job_id))
+            if record is not None and record.status is JobStatus.RUNNING:
+                if self.fail_if_stale(record, heartbeat_timeout).status is JobStatus.FAILED:
+                    failed.append(record.job_id)
+        return failed
+
     def delete(self, job_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(self.keys.job(job_id))

@@ -87,14 +87,17 @@ class MultipartWriter:
             self._upload_id = str(response["UploadId"])
         return self._upload_id
 
-    def write(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> list[bytes]:
+        """Buffer `data`; return the full parts now ready for `send_part` (no I/O here)."""
         self._buffer += data
         self.size += len(data)
+        ready = []
         while len(self._buffer) >= self.part_size:
-            self._send(bytes(self._buffer[: self.part_size]))
+            ready.append(bytes(self._buffer[: self.part_size]))
             del self._buffer[: self.part_size]
+        return ready
 
-    def _send(self, chunk: bytes) -> None:
+    def send_part(self, chunk: bytes) -> None:
         upload_id = self._start()
         number = len(self._parts) + 1
         with storage_errors():
@@ -103,9 +106,13 @@ class MultipartWriter:
             )
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
+    def write(self, data: bytes) -> None:
+        for chunk in self.feed(data):
+            self.send_part(chunk)
+
     def complete(self) -> None:
         if self._buffer or not self._parts:
-            self._send(bytes(self._buffer))
+            self.send_part(bytes(self._buffer))
             self._buffer.clear()
         with storage_errors():
             self._client.complete_multipart_upload(

@@ -1,0 +1,1 @@
+"""The thin HTTP API: accepts uploads, creates jobs, reports status and results."""

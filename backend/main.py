@@ -1,0 +1,50 @@
+"""The FastAPI application: `uvicorn backend.main:create_app --factory`."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from backend.errors import install_error_handlers
+from backend.routes import analyze, jobs, service
+from shared import __version__
+from shared.jobs import JobStore
+from shared.keys import RedisKeys
+from shared.queue import get_queue
+from shared.settings import Settings, get_settings
+from shared.storage import Storage
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = FastAPI(
+        title="Dance analysis API",
+        version=__version__,
+        description="Upload a dance video; get every dancer's tracked pose, an annotated video and metrics.",
+    )
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+    )
+    app.state.settings = settings
+    app.state.redis = client
+    app.state.store = JobStore(client, RedisKeys(settings.key_prefix))
+    app.state.storage = Storage(settings)
+    app.state.queue = get_queue(settings, client)
+
+    install_error_handlers(app)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["Location", "Content-Range", "Content-Length"],
+        )
+    app.include_router(service.router)
+    app.include_router(analyze.router)
+    app.include_router(jobs.router)
+    return app

@@ -1,0 +1,1 @@
+"""One router per resource: service (/, /health), analyze (uploads), jobs."""

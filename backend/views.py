@@ -1,0 +1,90 @@
+"""What clients see of a job: the public JSON shape of `GET /jobs/{id}`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from shared.jobs import JobRecord, JobStage, JobStatus
+from shared.keys import result_key
+from shared.settings import Settings
+from shared.storage import Storage
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobView(BaseModel):
+    job_id: str
+    status: JobStatus
+    stage: JobStage
+    progress: float = Field(ge=0, le=1)
+    frames_done: int
+    frames_total: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    profile: str
+    mode: str
+    filename: str
+    size_bytes: int
+    error: ErrorInfo | None
+    results: dict[str, str] = Field(description="Result name → URL, present once the job succeeded.")
+    video: dict[str, Any] | None = Field(None, description="What the probe found: size, rotation, fps, duration...")
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: JobStatus
+    status_url: str
+
+
+class JobPage(BaseModel):
+    jobs: list[JobView]
+    total: int
+    offset: int
+    limit: int
+
+
+def _time(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=UTC) if value else None
+
+
+def api_base(settings: Settings, request_base: str) -> str:
+    return settings.public_base_url or request_base.rstrip("/")
+
+
+def result_url(storage: Storage, base: str, job_id: str, name: str) -> str:
+    """A URL the client can reach: presigned for the public storage endpoint, else through the API."""
+    if storage.can_presign:
+        return storage.presigned_url(result_key(job_id, name), filename=f"{job_id}-{name}")
+    return f"{base}/jobs/{job_id}/results/{name}"
+
+
+def job_view(record: JobRecord, storage: Storage, base: str) -> JobView:
+    results = {}
+    if record.status is JobStatus.SUCCEEDED:
+        results = {name: result_url(storage, base, record.job_id, name) for name in record.results}
+    return JobView(
+        job_id=record.job_id,
+        status=record.status,
+        stage=record.stage,
+        progress=min(max(record.progress, 0.0), 1.0),
+        frames_done=record.frames_done,
+        frames_total=record.frames_total,
+        created_at=_time(record.created_at) or datetime.now(tz=UTC),
+        started_at=_time(record.started_at),
+        finished_at=_time(record.finished_at),
+        profile=record.profile,
+        mode=record.mode,
+        filename=record.filename,
+        size_bytes=record.size_bytes,
+        error=ErrorInfo(**record.error) if record.error else None,
+        results=results,
+        video=record.video,
+    )

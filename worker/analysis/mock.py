@@ -1,0 +1,151 @@
+"""Mock analysis: synthetic dancers on the real video's timeline, no ML packages.
+
+For frontend work without a GPU. One to three dancers (chosen from the job's
+video so a re-run gives the same result) each follow a small 2D kinematic
+model: a swaying, bouncing torso, arms that wave and bend, legs that step
+and bend at the knee, all driven by the container's timestamps. Output has the
+same type as the real analysis, so every later stage and the result schema
+are exercised exactly as in production.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.skeletons import COCO17
+from worker.analysis.base import Profile
+from worker.pipeline.decode import frame_times
+from worker.pipeline.records import Detection, FramePoses, PoseSequence, ProgressFn, VideoInfo
+
+_K = {name: i for i, name in enumerate(COCO17.keypoints)}
+
+
+@dataclass(frozen=True)
+class DancerStyle:
+    """The fixed traits of one synthetic dancer."""
+
+    center_x: float  # fraction of frame width
+    height: float  # body height, fraction of frame height
+    tempo_hz: float  # beats per second of the move
+    sway: float  # horizontal travel, fraction of frame width
+    phase: float
+    arm_lift: float  # degrees the arms rise at the top of a wave
+
+
+def _rotate(vector: np.ndarray, degrees: float) -> np.ndarray:
+    r = math.radians(degrees)
+    c, s = math.cos(r), math.sin(r)
+    return np.array([c * vector[0] - s * vector[1], s * vector[0] + c * vector[1]])
+
+
+def _limb(start: np.ndarray, angle_from_down: float, length: float) -> np.ndarray:
+    """The end of a limb hanging from `start`, turned `angle_from_down` degrees (image coords, y down)."""
+    return start + _rotate(np.array([0.0, length]), angle_from_down)
+
+
+def dancer_keypoints(style: DancerStyle, t: float, width: int, height: int) -> np.ndarray:
+    """COCO-17 keypoints (x, y) of one dancer at time `t` seconds."""
+    h = style.height * height
+    beat = 2 * math.pi * style.tempo_hz * t + style.phase
+    hip_center = np.array(
+        [
+            (style.center_x + style.sway * math.sin(beat / 4)) * width,
+            0.5 * height + 0.02 * h - 0.025 * h * abs(math.sin(beat)),  # bounce on each beat
+        ]
+    )
+    lean = 8 * math.sin(beat / 2)
+    neck = hip_center + _rotate(np.array([0.0, -0.30 * h]), lean)
+    across = _rotate(np.array([1.0, 0.0]), lean)
+    # Facing the camera: the dancer's left is the image's right.
+    shoulder = {"left": neck + across * 0.11 * h, "right": neck - across * 0.11 * h}
+    hip = {"left": hip_center + across * 0.07 * h, "right": hip_center - across * 0.07 * h}
+
+    points = np.zeros((len(COCO17.keypoints), 2))
+    head = neck + _rotate(np.array([0.0, -0.12 * h]), lean + 6 * math.sin(beat))
+    points[_K["nose"]] = head
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        wave = math.sin(beat + (0 if side == "left" else math.pi))
+        # Arms: the upper arm swings out and up, the elbow bends with the beat.
+        shoulder_angle = sign * -(25 + style.arm_lift * (0.5 + 0.5 * wave))
+        elbow = _limb(shoulder[side], shoulder_angle + lean, 0.17 * h)
+        wrist = _limb(elbow, shoulder_angle + sign * -(20 + 60 * (0.5 - 0.5 * wave)) + lean, 0.15 * h)
+        # Legs: alternate steps, the knee bends as the foot lifts.
+        step = math.sin(beat + (math.pi / 2 if side == "left" else -math.pi / 2))
+        hip_angle = sign * -(4 + 14 * max(step, 0.0))
+        knee = _limb(hip[side], hip_angle, 0.24 * h)
+        ankle = _limb(knee, hip_angle + sign * (35 * max(step, 0.0)), 0.24 * h)
+
+        points[_K[f"{side}_shoulder"]] = shoulder[side]
+        points[_K[f"{side}_elbow"]] = elbow
+        points[_K[f"{side}_wrist"]] = wrist
+        points[_K[f"{side}_hip"]] = hip[side]
+        points[_K[f"{side}_knee"]] = knee
+        points[_K[f"{side}_ankle"]] = ankle
+        points[_K[f"{side}_eye"]] = head + across * sign * 0.025 * h - np.array([0, 0.02 * h])
+        points[_K[f"{side}_ear"]] = head + across * sign * 0.05 * h
+    return points
+
+
+def styles_for(seed: int) -> list[DancerStyle]:
+    rng = np.random.default_rng(seed)
+    count = int(rng.integers(1, 4))
+    centers = np.linspace(0.2, 0.8, count) if count > 1 else np.array([0.5])
+    return [
+        DancerStyle(
+            center_x=float(center),
+            height=float(rng.uniform(0.5, 0.7)),
+            tempo_hz=float(rng.uniform(0.8, 1.6)),
+            sway=float(rng.uniform(0.02, 0.08)),
+            phase=float(rng.uniform(0, 2 * math.pi)),
+            arm_lift=float(rng.uniform(60, 140)),
+        )
+        for center in centers
+    ]
+
+
+class MockAnalyzer:
+    """Synthetic dancers, deterministic for a given video."""
+
+    def analyze(self, video: VideoInfo, profile: Profile, progress: ProgressFn) -> PoseSequence:
+        times = frame_times(video.path)
+        seed = int(hashlib.sha256(f"{video.size_bytes}:{video.frame_count}:{video.duration}".encode()).hexdigest()[:8], 16)
+        styles = styles_for(seed)
+        rng = np.random.default_rng(seed + 1)
+        frames: list[FramePoses] = []
+        for index, t in enumerate(times):
+            detections = []
+            for track_id, style in enumerate(styles, start=1):
+                xy = dancer_keypoints(style, t, video.width, video.height)
+                xy += rng.normal(0, 0.002 * video.height, xy.shape)  # a model's small jitter
+                xy[:, 0] = xy[:, 0].clip(0, video.width - 1)
+                xy[:, 1] = xy[:, 1].clip(0, video.height - 1)
+                scores = rng.uniform(0.75, 0.98, (len(xy), 1))
+                keypoints = np.hstack([xy, scores])
+                margin = 0.06 * style.height * video.height
+                box = np.array(
+                    [
+                        max(xy[:, 0].min() - margin, 0),
+                        max(xy[:, 1].min() - margin, 0),
+                        min(xy[:, 0].max() + margin, video.width - 1),
+                        min(xy[:, 1].max() + margin, video.height - 1),
+                    ]
+                )
+                detections.append(
+                    Detection(track_id=track_id, box=box, score=float(rng.uniform(0.85, 0.97)), keypoints=keypoints)
+                )
+            frames.append(FramePoses(index=index, time=t, detections=detections))
+            progress(index + 1)
+        generator: dict[str, str | None] = {
+            "mode": "mock",
+            "profile": profile,
+            "detector": None,
+            "pose_model": "mock-kinematic-dancer",
+            "tracker": None,
+            "smoothing": None,
+            "device": "cpu",
+        }
+        return PoseSequence(skeleton=COCO17, frames=frames, generator=generator)

@@ -1,0 +1,133 @@
+"""Render stage: every dancer's skeleton and id over the original frames.
+
+Output is H.264 yuv420p in MP4 with the moov atom first (faststart), so a
+browser plays it while it downloads. Each output frame keeps its source
+frame's timestamp (variable frame rate stays correct, frame count and duration
+match the source), and the audio track is copied, or re-encoded to AAC when
+MP4 cannot hold its codec. Video and audio are read in one demux pass so the
+muxer interleaves them without buffering the whole file.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from worker.pipeline.decode import upright
+from worker.pipeline.records import Detection, FramePoses, PoseSequence, VideoInfo
+
+# Codecs an MP4 can carry as they are; others are re-encoded to AAC.
+_MP4_AUDIO = {"aac", "mp3", "alac", "opus", "ac3", "eac3"}
+_KEYPOINT_MIN_SCORE = 0.3
+
+
+def track_color(track_id: int) -> tuple[int, int, int]:
+    """A distinct, stable BGR colour per track (golden-ratio hues)."""
+    hue = (track_id * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
+def draw_poses(image: np.ndarray, detections: list[Detection], edges: tuple[tuple[int, int], ...]) -> None:
+    """Draw in place: box corners, bones, joints and the track id."""
+    height = image.shape[0]
+    thickness = max(2, height // 240)
+    for det in detections:
+        color = track_color(det.track_id)
+        kp = det.keypoints
+        for a, b in edges:
+            if kp[a, 2] >= _KEYPOINT_MIN_SCORE and kp[b, 2] >= _KEYPOINT_MIN_SCORE:
+                pa = (int(kp[a, 0]), int(kp[a, 1]))
+                pb = (int(kp[b, 0]), int(kp[b, 1]))
+                cv2.line(image, pa, pb, color, thickness, cv2.LINE_AA)
+        for x, y, score in kp:
+            if score >= _KEYPOINT_MIN_SCORE:
+                cv2.circle(image, (int(x), int(y)), thickness + 1, (255, 255, 255), -1, cv2.LINE_AA)
+                cv2.circle(image, (int(x), int(y)), thickness + 1, color, 1, cv2.LINE_AA)
+        x1, y1, x2, y2 = (int(v) for v in det.box)
+        label = f"#{det.track_id}"
+        scale = max(0.5, height / 900)
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        cv2.rectangle(image, (x1, max(y1 - th - 8, 0)), (x1 + tw + 8, max(y1, th + 8)), color, -1)
+        cv2.putText(
+            image, label, (x1 + 4, max(y1 - 4, th + 4)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness, cv2.LINE_AA
+        )
+        cv2.rectangle(image, (x1, y1), (x2, y2), color, 1, cv2.LINE_AA)
+
+
+def render(
+    video: VideoInfo,
+    poses: PoseSequence,
+    out_path: Path,
+    *,
+    preset: str = "veryfast",
+    crf: int = 23,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    by_index: dict[int, FramePoses] = {frame.index: frame for frame in poses.frames}
+    source = av.open(str(video.path))
+    output = av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"})
+    try:
+        src_video = source.streams.video[0]
+        src_video.thread_type = "AUTO"
+        src_audio = source.streams.audio[0] if source.streams.audio else None
+        time_base = src_video.time_base or Fraction(1, 90000)
+
+        rate = Fraction(video.fps).limit_denominator(1001) if video.fps > 0 else Fraction(30)
+        out_video = output.add_stream("libx264", rate=rate)
+        out_video.width = video.width - video.width % 2  # yuv420p needs even sizes
+        out_video.height = video.height - video.height % 2
+        out_video.pix_fmt = "yuv420p"
+        out_video.time_base = time_base
+        out_video.codec_context.time_base = time_base
+        out_video.options = {"preset": preset, "crf": str(crf)}
+        out_video.thread_type = "AUTO"
+
+        out_audio, resampler = None, None
+        if src_audio is not None:
+            if src_audio.codec_context.name in _MP4_AUDIO:
+                out_audio = output.add_stream_from_template(src_audio)
+            else:
+                out_audio = output.add_stream("aac", rate=src_audio.codec_context.sample_rate or 48000)
+                resampler = av.AudioResampler(format="fltp", layout="stereo", rate=out_audio.rate)
+
+        streams = [src_video] + ([src_audio] if src_audio is not None else [])
+        index = 0
+        for packet in source.demux(*streams):
+            if packet.stream is src_audio and out_audio is not None:
+                if resampler is None:
+                    if packet.dts is None:
+                        continue
+                    packet.stream = out_audio
+                    output.mux(packet)
+                else:
+                    for frame in packet.decode():
+                        for resampled in resampler.resample(frame):  # type: ignore[arg-type]
+                            output.mux(out_audio.encode(resampled))
+                continue
+            for frame in packet.decode():
+                image = upright(frame.to_ndarray(format="bgr24"), video.rotation)
+                image = image[: out_video.height, : out_video.width]
+                posed = by_index.get(index)
+                if posed is not None:
+                    draw_poses(image, posed.detections, poses.skeleton.edges)
+                out_frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+                # The source's own timestamp: keeps variable frame rates and audio sync exact.
+                out_frame.pts = frame.pts
+                out_frame.time_base = time_base
+                output.mux(out_video.encode(out_frame))
+                index += 1
+                if progress is not None:
+                    progress(index)
+        output.mux(out_video.encode(None))
+        if resampler is not None and out_audio is not None:
+            output.mux(out_audio.encode(None))
+    finally:
+        output.close()
+        source.close()

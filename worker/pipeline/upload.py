@@ -1,0 +1,28 @@
+"""Upload stage: the finished result set, into object storage.
+
+Results are uploaded before the job says `succeeded`; `discard` removes a
+partial set so a failed or canceled job never leaves one that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from shared.errors import ServiceError
+from shared.keys import ResultName, result_key, results_prefix
+from shared.storage import Storage
+
+
+def upload_results(storage: Storage, job_id: str, files: dict[ResultName, Path]) -> list[str]:
+    # The video is the largest and the one most likely to fail: send it first.
+    order = sorted(files, key=lambda name: name is not ResultName.ANNOTATED_VIDEO)
+    for name in order:
+        storage.upload_file(files[name], result_key(job_id, name), name.content_type)
+    return [name.value for name in order]
+
+
+def discard_results(storage: Storage, job_id: str) -> None:
+    # Best effort: a storage outage must not hide the job's real error.
+    with contextlib.suppress(ServiceError):
+        storage.delete_prefix(results_prefix(job_id))

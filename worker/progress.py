@@ -1,0 +1,108 @@
+"""How a running job reports itself: stage, progress, frames and a heartbeat.
+
+Every write is a compare-and-set that only applies while the job is
+`running`, so the same call is also the cancel check: when it does not apply,
+the client canceled (or deleted) the job and `JobCanceled` stops the work
+within one reporting interval. A background thread keeps `heartbeat_at`
+fresh between reports, so a job whose worker died is recognisably stale.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+
+from shared.errors import ErrorCode, JobCanceled, ServiceError
+from shared.jobs import JobStage, JobStatus, JobStore, now
+
+# Share of the whole job each stage takes, for one progress figure from 0 to 1.
+STAGE_SPAN: dict[JobStage, tuple[float, float]] = {
+    JobStage.FETCHING: (0.00, 0.03),
+    JobStage.PROBING: (0.03, 0.05),
+    JobStage.ANALYZING: (0.05, 0.60),
+    JobStage.RENDERING: (0.60, 0.92),
+    JobStage.EXPORTING: (0.92, 0.95),
+    JobStage.UPLOADING: (0.95, 1.00),
+}
+_RUNNING = (JobStatus.RUNNING,)
+
+
+class JobReporter:
+    def __init__(
+        self,
+        store: JobStore,
+        job_id: str,
+        *,
+        every_frames: int,
+        min_interval: float = 0.25,
+        heartbeat_seconds: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.every_frames = every_frames
+        self.min_interval = min_interval
+        self.heartbeat_seconds = heartbeat_seconds
+        self.stage = JobStage.QUEUED
+        self.frames_total = 0
+        self.deadline: float | None = None
+        self._last_report = 0.0
+        self._canceled = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+
+    # --- lifecycle ------------------------------------------------------------
+    def __enter__(self) -> JobReporter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_seconds):
+            try:
+                if not self.store.update(self.job_id, only_if=_RUNNING, heartbeat_at=now()):
+                    self._canceled.set()
+            except Exception:  # noqa: BLE001 - a missed beat must not kill the job; the next one retries
+                continue
+
+    # --- reporting ------------------------------------------------------------
+    def _write(self, **fields: object) -> None:
+        if self._canceled.is_set() or not self.store.update(self.job_id, only_if=_RUNNING, heartbeat_at=now(), **fields):
+            self._canceled.set()
+            raise JobCanceled(self.job_id)
+
+    def check(self) -> None:
+        """Raise when the job was canceled or ran out of time."""
+        if self._canceled.is_set():
+            raise JobCanceled(self.job_id)
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise ServiceError(
+                ErrorCode.JOB_TIMEOUT,
+                "The analysis took longer than this video's time budget and was stopped.",
+            )
+
+    def enter(self, stage: JobStage, frames_total: int | None = None) -> None:
+        self.check()
+        self.stage = stage
+        if frames_total is not None:
+            self.frames_total = frames_total
+        start, _ = STAGE_SPAN.get(stage, (1.0, 1.0))
+        self._write(stage=stage, progress=round(start, 4), frames_done=0, frames_total=self.frames_total)
+        self._last_report = time.monotonic()
+
+    def frames(self, frames_done: int) -> None:
+        """Progress within a frame-by-frame stage; cheap to call on every frame."""
+        last = frames_done >= self.frames_total > 0
+        if frames_done % self.every_frames and not last:
+            return
+        self.check()
+        moment = time.monotonic()
+        if moment - self._last_report < self.min_interval and not last:
+            return
+        self._last_report = moment
+        start, end = STAGE_SPAN.get(self.stage, (0.0, 1.0))
+        share = min(frames_done / self.frames_total, 1.0) if self.frames_total else 0.0
+        self._write(progress=round(start + (end - start) * share, 4), frames_done=frames_done)

@@ -1,0 +1,136 @@
+"""The job function, and the one place that knows the order of stages.
+
+fetch → probe → analyze → smooth → metrics → render → export → upload → succeeded
+
+Whatever happens, the job ends in a final status: `succeeded` only after every
+result is in storage; `failed` with a stable code otherwise; a canceled job
+stops at its next progress report. A job that did not succeed leaves no results.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import traceback
+from pathlib import Path
+
+from rq.timeouts import JobTimeoutException
+
+from shared.errors import ErrorCode, JobCanceled, ServiceError
+from shared.jobs import JobRecord, JobStage, JobStatus, now
+from shared.keys import ResultName
+from worker.context import WorkerContext, get_context
+from worker.pipeline import export, fetch, metrics, probe, render, smooth, upload
+from worker.progress import JobReporter
+from worker.timeouts import budget_seconds, deadline_after, narrow_hard_timeout
+
+log = logging.getLogger(__name__)
+
+
+def run_job(job_id: str) -> str:
+    """RQ entry point: takes only the job id. Returns the final status."""
+    return run(get_context(), job_id)
+
+
+def run(ctx: WorkerContext, job_id: str) -> str:
+    record = ctx.store.get(job_id)
+    if record is None:
+        log.info("job %s no longer exists; nothing to do", job_id)
+        return "missing"
+    started = ctx.store.update(
+        job_id, only_if=(JobStatus.QUEUED,), status=JobStatus.RUNNING, started_at=now(), heartbeat_at=now()
+    )
+    if not started:
+        # Canceled while queued (or run by another worker already): never runs.
+        log.info("job %s is %s; not running it", job_id, record.status.value)
+        return record.status.value
+
+    reporter = JobReporter(ctx.store, job_id, every_frames=ctx.settings.progress_every_frames)
+    try:
+        with reporter, tempfile.TemporaryDirectory(prefix=f"job-{job_id}-", dir=ctx.settings.work_dir or None) as tmp:
+            results = _run_stages(ctx, record, reporter, Path(tmp))
+        finished = ctx.store.update(
+            job_id,
+            only_if=(JobStatus.RUNNING,),
+            status=JobStatus.SUCCEEDED,
+            stage=JobStage.DONE,
+            progress=1.0,
+            results=results,
+            finished_at=now(),
+        )
+        if not finished:
+            raise JobCanceled(job_id)
+        return JobStatus.SUCCEEDED.value
+    except JobCanceled:
+        upload.discard_results(ctx.storage, job_id)
+        log.info("job %s canceled", job_id)
+        return JobStatus.CANCELED.value
+    except ServiceError as exc:
+        _fail(ctx, job_id, exc)
+        raise
+    except JobTimeoutException as exc:
+        _fail(ctx, job_id, ServiceError(ErrorCode.JOB_TIMEOUT, "The analysis ran out of time and was stopped."))
+        raise exc
+    except Exception as exc:
+        _fail(
+            ctx,
+            job_id,
+            ServiceError(
+                ErrorCode.INTERNAL_ERROR,
+                "The analysis failed unexpectedly.",
+                {"exception": type(exc).__name__, "reason": str(exc)[:500]},
+            ),
+        )
+        log.error("job %s failed:\n%s", job_id, traceback.format_exc())
+        raise
+
+
+def _run_stages(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tmp: Path) -> list[str]:
+    settings, job_id = ctx.settings, record.job_id
+
+    reporter.enter(JobStage.FETCHING)
+    source = fetch.fetch(ctx.storage, record.source_key, tmp)
+
+    reporter.enter(JobStage.PROBING)
+    video = probe.probe(source, max_seconds=settings.max_video_seconds)
+    budget = budget_seconds(settings, video.duration)
+    reporter.deadline = deadline_after(budget)
+    narrow_hard_timeout(budget)
+    ctx.store.update(job_id, only_if=(JobStatus.RUNNING,), video=video.to_dict(), frames_total=video.frame_count)
+
+    reporter.enter(JobStage.ANALYZING, frames_total=video.frame_count)
+    profile = "accurate" if record.profile == "accurate" else "fast"
+    poses = ctx.analyzer.analyze(video, profile, reporter.frames)
+    poses = smooth.smooth_sequence(poses)
+    summary = metrics.compute_metrics(job_id, video, poses)
+
+    reporter.enter(JobStage.RENDERING, frames_total=video.frame_count)
+    files = {ResultName.ANNOTATED_VIDEO: tmp / ResultName.ANNOTATED_VIDEO.value}
+    render.render(
+        video,
+        poses,
+        files[ResultName.ANNOTATED_VIDEO],
+        preset=settings.render_preset,
+        crf=settings.render_crf,
+        progress=reporter.frames,
+    )
+
+    reporter.enter(JobStage.EXPORTING)
+    files.update(export.export(tmp, job_id, video, poses, summary))
+
+    reporter.enter(JobStage.UPLOADING)
+    try:
+        names = upload.upload_results(ctx.storage, job_id, files)
+    except BaseException:
+        upload.discard_results(ctx.storage, job_id)
+        raise
+    reporter.check()
+    return names
+
+
+def _fail(ctx: WorkerContext, job_id: str, error: ServiceError) -> None:
+    upload.discard_results(ctx.storage, job_id)
+    ctx.store.update(
+        job_id, only_if=(JobStatus.RUNNING,), status=JobStatus.FAILED, error=error.to_dict(), finished_at=now()
+    )
+    log.warning("job %s failed: %s %s", job_id, error.code.value, error.message)
