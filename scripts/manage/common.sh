@@ -1,0 +1,162 @@
+# shellcheck shell=bash
+# Helpers shared by manage.sh and its sub-commands: messages, root/apt installs,
+# the Python virtualenv and its requirements. Sourced, never run.
+
+MANAGE_ROOT="${MANAGE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+VENV_DIR="${VENV_DIR:-$MANAGE_ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+
+# Debian packages the test suite needs (ffprobe checks rendered videos). Add new ones here.
+# shellcheck disable=SC2034 # read by run_tests below and by other files of manage.sh
+TEST_APT_PACKAGES=(redis-server ffmpeg curl shellcheck)
+# Debian packages the local stack needs.
+# shellcheck disable=SC2034 # read by scripts/manage/local.sh
+LOCAL_APT_PACKAGES=(redis-server curl)
+
+info() { printf '%s\n' "$*" >&2; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() {
+	printf 'error: %s\n' "$*" >&2
+	exit 1
+}
+
+is_true() {
+	case "$1" in
+	1 | [Tt]rue | TRUE | [Yy]es | YES | [Oo]n | ON) return 0 ;;
+	*) return 1 ;;
+	esac
+}
+
+# Run a command as root: directly when we are root, else through sudo when there is one.
+as_root() {
+	if [[ $EUID -eq 0 ]]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo "$@"
+	else
+		die "need root to run '$*' (not root and no sudo); install it by hand and retry"
+	fi
+}
+
+apt_package_installed() {
+	[[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]
+}
+
+# Install the Debian packages among "$@" that are missing (apt-get update first, no prompts).
+ensure_apt_packages() {
+	local missing=() pkg
+	if ! command -v dpkg-query >/dev/null 2>&1; then
+		for pkg in "$@"; do
+			case "$pkg" in
+			redis-server) command -v redis-server >/dev/null 2>&1 || missing+=("$pkg") ;;
+			ffmpeg) command -v ffprobe >/dev/null 2>&1 || missing+=("$pkg") ;;
+			*) command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg") ;;
+			esac
+		done
+		[[ ${#missing[@]} -eq 0 ]] && return 0
+		die "missing ${missing[*]} and this is not a Debian/Ubuntu system: install them by hand"
+	fi
+	for pkg in "$@"; do
+		apt_package_installed "$pkg" || missing+=("$pkg")
+	done
+	[[ ${#missing[@]} -eq 0 ]] && return 0
+	command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get: install them by hand"
+	info "installing Debian packages: ${missing[*]}"
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The requirements file the environment needs: requirements-minimal.txt for the mock
+# analysis, requirements-gpu.txt for the real one (falls back to minimal while it is missing).
+# MANAGE_REQUIREMENTS=minimal|gpu|PATH overrides the choice.
+requirements_file() {
+	local want="$1" # minimal | gpu
+	case "${MANAGE_REQUIREMENTS:-}" in
+	"") ;;
+	minimal | gpu) want="$MANAGE_REQUIREMENTS" ;;
+	*)
+		[[ -f "$MANAGE_REQUIREMENTS" ]] || die "MANAGE_REQUIREMENTS=$MANAGE_REQUIREMENTS: no such file"
+		printf '%s\n' "$MANAGE_REQUIREMENTS"
+		return 0
+		;;
+	esac
+	if [[ "$want" == gpu ]]; then
+		if [[ -f "$MANAGE_ROOT/requirements-gpu.txt" ]]; then
+			printf '%s\n' "$MANAGE_ROOT/requirements-gpu.txt"
+			return 0
+		fi
+		warn "requirements-gpu.txt does not exist yet: installing requirements-minimal.txt only (real analysis will not work)"
+	fi
+	printf '%s\n' "$MANAGE_ROOT/requirements-minimal.txt"
+}
+
+# The file and every file it pulls in with -r/-c, one path a line.
+requirements_closure() {
+	local file="$1" dir line ref
+	printf '%s\n' "$file"
+	dir="$(dirname "$file")"
+	while IFS= read -r line || [[ -n "$line" ]]; do
+		line="${line%%#*}"
+		if [[ "$line" =~ ^[[:space:]]*(-r|-c|--requirement|--constraint)[[:space:]=]+([^[:space:]]+) ]]; then
+			ref="${BASH_REMATCH[2]}"
+			[[ "$ref" == /* ]] || ref="$dir/$ref"
+			[[ -f "$ref" ]] && requirements_closure "$ref"
+		fi
+	done <"$file"
+}
+
+# A hash of a requirements file together with everything it includes.
+requirements_hash() {
+	local file
+	while IFS= read -r file; do
+		printf '%s\n' "$(basename "$file")"
+		cat "$file"
+	done < <(requirements_closure "$1") | sha256sum | cut -d' ' -f1
+}
+
+# The stamp lives in the venv, beside what it describes: a new venv has none and is filled.
+requirements_stamp() { printf '%s/.manage-stamps/%s.sha256\n' "$VENV_DIR" "$(basename "$1")"; }
+
+# Create the venv when missing and install REQUIREMENTS_FILE when it changed since the last install.
+ensure_venv() {
+	local kind="$1" req stamp file
+	req="$(requirements_file "$kind")"
+	[[ -f "$req" ]] || die "$req not found"
+	if [[ ! -x "$VENV_DIR/bin/python" ]]; then
+		command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found: install Python 3.11+ (or set PYTHON)"
+		"$PYTHON" -c 'import sys; raise SystemExit(sys.version_info < (3, 11))' ||
+			die "$PYTHON is $("$PYTHON" -V 2>&1): Python 3.11+ is needed (set PYTHON)"
+		info "creating the virtualenv $VENV_DIR"
+		"$PYTHON" -m venv "$VENV_DIR" || die "could not create $VENV_DIR (on Debian: apt-get install python3-venv)"
+	fi
+	if is_true "${MANAGE_SKIP_INSTALL:-false}"; then
+		return 0
+	fi
+	stamp="$(requirements_stamp "$req")"
+	if [[ -f "$stamp" && "$(cat "$stamp")" == "$(requirements_hash "$req")" ]]; then
+		return 0
+	fi
+	info "installing $(basename "$req") into $VENV_DIR"
+	"$VENV_DIR/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q -r "$req" ||
+		die "pip install -r $req failed"
+	mkdir -p "$(dirname "$stamp")"
+	# Everything the file includes is installed too: stamp those as well.
+	while IFS= read -r file; do
+		requirements_hash "$file" >"$(requirements_stamp "$file")"
+	done < <(requirements_closure "$req")
+}
+
+# Put the venv first on PATH for this script and every process it starts.
+use_venv() {
+	export VIRTUAL_ENV="$VENV_DIR"
+	export PATH="$VENV_DIR/bin:$PATH"
+}
+
+# Install what the test suite needs, then run pytest with the given arguments.
+run_tests() {
+	ensure_apt_packages "${TEST_APT_PACKAGES[@]}"
+	ensure_venv gpu
+	use_venv
+	cd "$MANAGE_ROOT" || exit 1
+	exec python -m pytest "$@"
+}
