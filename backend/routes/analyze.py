@@ -71,6 +71,12 @@ async def analyze(
             {"max_bytes": settings.max_upload_bytes, "content_length": int(declared)},
         )
 
+    # Fail fast: no point streaming gigabytes in when the job could not be queued.
+    try:
+        await run_in_threadpool(store.redis.ping)
+    except Exception as exc:
+        raise ServiceError(ErrorCode.QUEUE_UNAVAILABLE, "The job queue (Redis) is unavailable.", {"reason": str(exc)}) from exc
+
     job_id = uuid.uuid4().hex
     upload = StreamingUpload(storage, settings.max_upload_bytes, lambda ext: upload_key(job_id, ext))
     result = await upload.consume(request.headers.get("content-type", ""), request.stream())

@@ -48,6 +48,14 @@ def probe(path: Path, *, max_seconds: float | None = None) -> VideoInfo:
             # A damaged tail: keep what demuxed; the decode check below decides.
         if not pts:
             raise _invalid("The video track holds no frames.")
+        declared = stream.frames  # from the container's index, when it has one
+        if declared and len(pts) < declared:
+            raise _invalid(
+                f"The video is incomplete: the file ends after {len(pts)} of its {declared} frames "
+                "(was the upload cut short?).",
+                frames_found=len(pts),
+                frames_declared=declared,
+            )
 
         container.seek(0)
         try:
