@@ -1,0 +1,412 @@
+# shellcheck shell=bash
+# The Docker Compose commands of manage.sh: `./manage.sh PROFILE COMMAND [ARGS]`.
+# Sourced after common.sh (info, warn, die, MANAGE_ROOT, VENV_DIR, ensure_venv),
+# never run. Defines compose_usage and compose_main; helpers start with _compose_.
+#
+# Profiles: cpu (default), nvidia, amd run every service and the worker in
+# containers; mac runs the services in containers and the worker natively on
+# the host, because containers on macOS cannot reach the Apple GPU (MPS).
+
+COMPOSE_PROFILES=(cpu nvidia amd mac)
+COMPOSE_COMMANDS=(start stop restart status logs shell-backend shell-worker test-upload clean minio-console rq-dashboard)
+
+compose_usage() {
+	cat <<'EOF'
+Docker commands: ./manage.sh [PROFILE] COMMAND [ARGS]
+  PROFILE   cpu (default) | nvidia | amd | mac
+            mac: the services run in Docker, the worker runs natively on the Mac
+            with the GPU (MPS) from the host's venv; Docker on macOS has no GPU.
+
+  start                 build the images, start the stack and wait for the API
+  stop                  stop the containers (data volumes are kept)
+  restart               stop, then start
+  status                containers and their health (and the native mac worker)
+  logs [SERVICE]        follow the logs (SERVICE: backend, worker, minio, redis...)
+  shell-backend         a shell inside the backend container
+  shell-worker          a shell inside the worker container
+  test-upload FILE [--profile fast|accurate]
+                        upload a video to POST /analyze, follow its progress,
+                        print the result links
+  clean [--yes|-y]      remove containers, networks and volumes (ALL stored data)
+  minio-console         open the MinIO console (http://localhost:9001)
+  rq-dashboard          open rq-dashboard (http://127.0.0.1:9181, basic auth)
+
+Settings come from .env (cp .env.example .env, then set the passwords).
+
+Examples:
+  ./manage.sh cpu start
+  ./manage.sh nvidia logs worker
+  ./manage.sh amd status
+  ./manage.sh mac start          # services in Docker + native MPS worker
+  ./manage.sh cpu test-upload ~/Videos/dance.mp4
+  ./manage.sh cpu clean --yes
+EOF
+}
+
+_compose_file() { printf '%s\n' "$MANAGE_ROOT/docker-compose.yml"; }
+# The settings file; MANAGE_ENV_FILE picks another one (tests, a second stack).
+_compose_envfile() { printf '%s\n' "${MANAGE_ENV_FILE:-$MANAGE_ROOT/.env}"; }
+# The native mac worker's pid file and log (COMPOSE_MAC_DIR moves them).
+_compose_local_dir() { printf '%s\n' "${COMPOSE_MAC_DIR:-$MANAGE_ROOT/.local/docker-mac}"; }
+
+# A setting as Compose sees it: the process environment first, then .env, then DEFAULT.
+_compose_setting() {
+	local name="$1" default="${2:-}" line value="" found=false envfile
+	if [[ -n "${!name:-}" ]]; then
+		printf '%s\n' "${!name}"
+		return 0
+	fi
+	envfile="$(_compose_envfile)"
+	if [[ -f "$envfile" ]]; then
+		while IFS= read -r line || [[ -n "$line" ]]; do
+			line="${line#"${line%%[![:space:]]*}"}"
+			line="${line#export }"
+			if [[ "$line" == "$name="* ]]; then
+				value="${line#"$name="}"
+				found=true
+			fi
+		done <"$envfile"
+	fi
+	if $found; then
+		value="${value%$'\r'}"
+		if [[ "$value" =~ ^\"(.*)\"$ || "$value" =~ ^\'(.*)\'$ ]]; then
+			value="${BASH_REMATCH[1]}"
+		fi
+	fi
+	if [[ -n "$value" ]]; then printf '%s\n' "$value"; else printf '%s\n' "$default"; fi
+}
+
+_compose_need_docker() {
+	command -v docker >/dev/null 2>&1 ||
+		die "docker not found on PATH: install Docker Engine (Linux) or Docker Desktop (macOS)"
+	docker compose version >/dev/null 2>&1 ||
+		die "the Docker Compose plugin is missing ('docker compose' fails): install docker-compose-plugin"
+	docker info >/dev/null 2>&1 ||
+		die "cannot reach the Docker daemon: start Docker, or check your access to its socket"
+}
+
+_compose_need_envfile() {
+	[[ -f "$(_compose_envfile)" ]] ||
+		die "$(_compose_envfile) not found: cp .env.example .env and set the passwords"
+}
+
+# docker compose for PROFILE, from the repository root whatever the caller's directory.
+# mac has no worker container: it runs the services only (no --profile).
+_compose() {
+	local profile="$1"
+	shift
+	if [[ "$profile" == mac ]]; then
+		docker compose --project-directory "$MANAGE_ROOT" -f "$(_compose_file)" --env-file "$(_compose_envfile)" "$@"
+	else
+		docker compose --project-directory "$MANAGE_ROOT" -f "$(_compose_file)" --env-file "$(_compose_envfile)" --profile "$profile" "$@"
+	fi
+}
+
+_compose_worker_service() {
+	case "$1" in
+	cpu | nvidia | amd) printf 'worker-%s\n' "$1" ;;
+	*) return 1 ;;
+	esac
+}
+
+_compose_backend_url() { printf 'http://localhost:%s\n' "$(_compose_setting BACKEND_PORT 8000)"; }
+_compose_console_url() { printf 'http://localhost:%s\n' "$(_compose_setting MINIO_CONSOLE_PORT 9001)"; }
+_compose_dashboard_url() { printf 'http://127.0.0.1:%s\n' "$(_compose_setting RQ_DASHBOARD_PORT 9181)"; }
+
+_compose_group_of() {
+	case "$1" in
+	VIDEO_GID) printf 'video\n' ;;
+	RENDER_GID) printf 'render\n' ;;
+	esac
+}
+
+# The amd worker runs as a non-root user: give it the host's groups of /dev/kfd and /dev/dri.
+_compose_prepare_amd() {
+	local var gid
+	[[ -e /dev/kfd ]] || die "/dev/kfd not found: the amdgpu kernel driver (ROCm) is not loaded on this host"
+	[[ -d /dev/dri ]] || die "/dev/dri not found: no GPU render nodes on this host"
+	for var in VIDEO_GID RENDER_GID; do
+		[[ -n "$(_compose_setting "$var")" ]] && continue
+		gid="$(getent group "$(_compose_group_of "$var")" 2>/dev/null | cut -d: -f3 || true)"
+		if [[ -n "$gid" ]]; then
+			export "$var=$gid"
+		else
+			warn "no '$(_compose_group_of "$var")' group on this host: set $var in .env to the group owning /dev/kfd or /dev/dri"
+		fi
+	done
+}
+
+_compose_check_nvidia() {
+	if ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia; then
+		warn "Docker lists no 'nvidia' runtime: install the NVIDIA Container Toolkit if the worker cannot see the GPU"
+	fi
+}
+
+# Wait until GET /health answers 200 (the backend's dependencies are up).
+_compose_wait_backend() {
+	local url deadline
+	url="$(_compose_backend_url)/health"
+	command -v curl >/dev/null 2>&1 || {
+		warn "curl not found: not waiting for $url"
+		return 0
+	}
+	deadline=$((SECONDS + ${COMPOSE_WAIT_SECONDS:-180}))
+	info "waiting for $url"
+	until curl -fsS -o /dev/null --max-time 5 "$url" 2>/dev/null; do
+		((SECONDS < deadline)) || die "the backend did not become healthy in ${COMPOSE_WAIT_SECONDS:-180} s: ./manage.sh logs backend"
+		sleep 2
+	done
+}
+
+# --- the native worker of the mac profile -----------------------------------
+
+_compose_mac_pidfile() { printf '%s/worker.pid\n' "$(_compose_local_dir)"; }
+_compose_mac_logfile() { printf '%s/worker.log\n' "$(_compose_local_dir)"; }
+
+_compose_mac_worker_pid() {
+	local pidfile pid
+	pidfile="$(_compose_mac_pidfile)"
+	[[ -f "$pidfile" ]] || return 1
+	pid="$(cat "$pidfile")"
+	[[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+	printf '%s\n' "$pid"
+}
+
+_compose_mac_worker_start() {
+	local pid python models_dir logfile
+	if pid="$(_compose_mac_worker_pid)"; then
+		info "native worker already running (pid $pid)"
+		return 0
+	fi
+	[[ "$(uname -s)" == Darwin ]] || warn "profile mac on $(uname -s): the native worker will not find MPS (DEVICE=mps)"
+	ensure_venv gpu
+	python="$VENV_DIR/bin/python"
+	mkdir -p "$(_compose_local_dir)"
+	models_dir="$(_compose_setting MODELS_DIR "$MANAGE_ROOT/.local/models")"
+	if ! (cd "$MANAGE_ROOT" && MODELS_DIR="$models_dir" "$python" -m worker.models.prepare --check >/dev/null 2>&1); then
+		info "preparing the model weights in $models_dir"
+		(cd "$MANAGE_ROOT" && MODELS_DIR="$models_dir" "$python" -m worker.models.prepare) ||
+			die "python -m worker.models.prepare failed"
+	fi
+	logfile="$(_compose_mac_logfile)"
+	info "starting the native worker (DEVICE=mps), log: $logfile"
+	(
+		cd "$MANAGE_ROOT" || exit 1
+		export REDIS_URL S3_ENDPOINT_URL S3_PUBLIC_ENDPOINT_URL
+		REDIS_URL="redis://127.0.0.1:$(_compose_setting REDIS_PORT 6379)/0"
+		S3_ENDPOINT_URL="http://127.0.0.1:$(_compose_setting MINIO_API_PORT 9000)"
+		S3_PUBLIC_ENDPOINT_URL="$(_compose_setting S3_PUBLIC_ENDPOINT_URL "http://localhost:9000")"
+		export S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET S3_REGION QUEUE_NAME USE_MOCK_ANALYSIS DEFAULT_PROFILE MAX_VIDEO_SECONDS
+		S3_ACCESS_KEY="$(_compose_setting MINIO_ROOT_USER)"
+		S3_SECRET_KEY="$(_compose_setting MINIO_ROOT_PASSWORD)"
+		S3_BUCKET="$(_compose_setting S3_BUCKET dance-analysis)"
+		S3_REGION="$(_compose_setting S3_REGION us-east-1)"
+		QUEUE_NAME="$(_compose_setting QUEUE_NAME analysis)"
+		USE_MOCK_ANALYSIS="$(_compose_setting USE_MOCK_ANALYSIS false)"
+		DEFAULT_PROFILE="$(_compose_setting DEFAULT_PROFILE fast)"
+		MAX_VIDEO_SECONDS="$(_compose_setting MAX_VIDEO_SECONDS 1800)"
+		export DEVICE=mps MODELS_DIR="$models_dir"
+		# Operators MPS lacks run on the CPU instead of failing the job.
+		export PYTORCH_ENABLE_MPS_FALLBACK=1
+		exec nohup "$python" -m worker >>"$logfile" 2>&1
+	) &
+	pid=$!
+	printf '%s\n' "$pid" >"$(_compose_mac_pidfile)"
+	sleep 1
+	kill -0 "$pid" 2>/dev/null || die "the native worker exited at once: see $logfile"
+	info "native worker running (pid $pid)"
+}
+
+_compose_mac_worker_stop() {
+	local pid waited=0
+	if ! pid="$(_compose_mac_worker_pid)"; then
+		rm -f "$(_compose_mac_pidfile)"
+		return 0
+	fi
+	info "stopping the native worker (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
+	# A warm shutdown lets the current job finish its stage; give it a while.
+	while kill -0 "$pid" 2>/dev/null && ((waited < ${COMPOSE_STOP_SECONDS:-60})); do
+		sleep 1
+		waited=$((waited + 1))
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		warn "the native worker did not stop in ${COMPOSE_STOP_SECONDS:-60} s: killing it"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$(_compose_mac_pidfile)"
+}
+
+# --- commands -----------------------------------------------------------------
+
+_compose_start() {
+	local profile="$1"
+	if grep -q 'CHANGE-ME' "$(_compose_envfile)"; then
+		warn "$(_compose_envfile) still has CHANGE-ME values: set real passwords before anyone else can reach this machine"
+	fi
+	case "$profile" in
+	amd) _compose_prepare_amd ;;
+	nvidia) _compose_check_nvidia ;;
+	esac
+	_compose "$profile" up --detach --build --remove-orphans
+	_compose_wait_backend
+	if [[ "$profile" == mac ]]; then
+		_compose_mac_worker_start
+	fi
+	info "API:           $(_compose_backend_url)  (docs: $(_compose_backend_url)/docs)"
+	info "MinIO console: $(_compose_console_url)"
+	info "rq-dashboard:  $(_compose_dashboard_url)"
+}
+
+_compose_stop() {
+	local profile="$1"
+	if [[ "$profile" == mac ]]; then
+		_compose_mac_worker_stop
+	fi
+	_compose "$profile" stop
+}
+
+_compose_status() {
+	local profile="$1" pid
+	_compose "$profile" ps --all
+	if [[ "$profile" == mac ]]; then
+		if pid="$(_compose_mac_worker_pid)"; then
+			printf 'native worker: running (pid %s), log %s\n' "$pid" "$(_compose_mac_logfile)"
+		else
+			printf 'native worker: not running\n'
+		fi
+	fi
+}
+
+_compose_logs() {
+	local profile="$1" service=""
+	shift
+	if [[ $# -gt 0 && "$1" != -* ]]; then
+		service="$1"
+		shift
+	fi
+	if [[ "$service" == worker ]]; then
+		if [[ "$profile" == mac ]]; then
+			[[ -f "$(_compose_mac_logfile)" ]] || die "no native worker log yet: $(_compose_mac_logfile)"
+			exec tail -n 200 -f "$(_compose_mac_logfile)"
+		fi
+		service="$(_compose_worker_service "$profile")"
+	fi
+	_compose "$profile" logs --follow --tail "${COMPOSE_LOG_LINES:-200}" "$@" ${service:+"$service"}
+}
+
+_compose_shell_worker() {
+	local profile="$1" service
+	if [[ "$profile" == mac ]]; then
+		die "profile mac runs the worker natively, not in a container: its log is $(_compose_mac_logfile)"
+	fi
+	service="$(_compose_worker_service "$profile")"
+	_compose "$profile" exec "$service" bash
+}
+
+_compose_clean() {
+	local profile="$1" yes=false answer
+	shift
+	while [[ $# -gt 0 ]]; do
+		case "$1" in
+		-y | --yes) yes=true ;;
+		*) die "clean: unknown option '$1' (only --yes/-y)" ;;
+		esac
+		shift
+	done
+	if ! $yes; then
+		[[ -t 0 ]] || die "clean deletes every stored video and result: re-run with --yes to confirm"
+		read -r -p "Remove the containers and volumes (every stored video, result and queued job)? [y/N] " answer
+		[[ "$answer" =~ ^[Yy]([Ee][Ss])?$ ]] || {
+			info "nothing removed"
+			return 0
+		}
+	fi
+	if [[ "$profile" == mac ]]; then
+		_compose_mac_worker_stop
+	fi
+	_compose "$profile" down --volumes --remove-orphans
+}
+
+# Open URL in a browser when the host has an opener, else print it.
+_compose_open() {
+	local url="$1" what="$2"
+	info "$what: $url"
+	if command -v open >/dev/null 2>&1 && [[ "$(uname -s)" == Darwin ]]; then
+		open "$url"
+	elif command -v xdg-open >/dev/null 2>&1 && [[ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]]; then
+		xdg-open "$url" >/dev/null 2>&1 || true
+	fi
+	printf '%s\n' "$url"
+}
+
+# Upload through the script the local stack uses too (scripts/manage/test_upload.py).
+_compose_test_upload() {
+	local file="" analysis_profile="" py args=()
+	while [[ $# -gt 0 ]]; do
+		case "$1" in
+		--profile)
+			[[ $# -ge 2 ]] || die "--profile needs a value (fast or accurate)"
+			analysis_profile="$2"
+			shift 2
+			;;
+		--profile=*)
+			analysis_profile="${1#--profile=}"
+			shift
+			;;
+		-*) die "unknown option '$1' (usage: ./manage.sh PROFILE test-upload FILE [--profile fast|accurate])" ;;
+		*)
+			[[ -z "$file" ]] || die "one file at a time"
+			file="$1"
+			shift
+			;;
+		esac
+	done
+	[[ -n "$file" ]] || die "usage: ./manage.sh PROFILE test-upload FILE [--profile fast|accurate]"
+	[[ -f "$file" && -r "$file" ]] || die "no such file: $file"
+	case "$analysis_profile" in "" | fast | accurate) ;; *) die "--profile must be fast or accurate, not '$analysis_profile'" ;; esac
+	command -v curl >/dev/null 2>&1 || die "curl not found: install curl"
+	py="$VENV_DIR/bin/python"
+	[[ -x "$py" ]] || py=python3
+	args=(--api "$(_compose_backend_url)" --file "$file")
+	[[ -n "$analysis_profile" ]] && args+=(--profile "$analysis_profile")
+	exec "$py" "$MANAGE_ROOT/scripts/manage/test_upload.py" "${args[@]}"
+}
+
+# compose_main PROFILE COMMAND [ARGS...]
+compose_main() {
+	local profile="${1:-cpu}" command="${2:-}" known=false p
+	shift 2 || shift $#
+	for p in "${COMPOSE_PROFILES[@]}"; do
+		[[ "$p" == "$profile" ]] && known=true
+	done
+	$known || die "unknown profile '$profile' (one of: ${COMPOSE_PROFILES[*]})"
+	[[ -n "$command" ]] || die "no command given (one of: ${COMPOSE_COMMANDS[*]})"
+	[[ -f "$(_compose_file)" ]] || die "docker-compose.yml not found in $MANAGE_ROOT"
+
+	case "$command" in
+	start | stop | restart | status | logs | shell-backend | shell-worker | clean)
+		_compose_need_docker
+		_compose_need_envfile
+		;;
+	test-upload | minio-console | rq-dashboard) ;;
+	*) die "unknown command '$command' (one of: ${COMPOSE_COMMANDS[*]})" ;;
+	esac
+
+	case "$command" in
+	start) _compose_start "$profile" ;;
+	stop) _compose_stop "$profile" ;;
+	restart)
+		_compose_stop "$profile"
+		_compose_start "$profile"
+		;;
+	status) _compose_status "$profile" ;;
+	logs) _compose_logs "$profile" "$@" ;;
+	shell-backend) _compose "$profile" exec backend bash ;;
+	shell-worker) _compose_shell_worker "$profile" ;;
+	test-upload) _compose_test_upload "$@" ;;
+	clean) _compose_clean "$profile" "$@" ;;
+	minio-console) _compose_open "$(_compose_console_url)" "MinIO console (log in with MINIO_ROOT_USER / MINIO_ROOT_PASSWORD)" ;;
+	rq-dashboard) _compose_open "$(_compose_dashboard_url)" "rq-dashboard (log in with RQ_DASHBOARD_USERNAME / RQ_DASHBOARD_PASSWORD)" ;;
+	esac
+}
