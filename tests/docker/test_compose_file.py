@@ -1,0 +1,175 @@
+"""docker-compose.yml: it resolves for every profile, and says what it should."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.settings import Settings
+from tests.docker.conftest import REPO
+
+pytestmark = pytest.mark.docker
+
+COMPOSE_FILE = REPO / "docker-compose.yml"
+ENV_EXAMPLE = REPO / ".env.example"
+ALWAYS = {"redis", "minio", "create-bucket", "backend", "rq-dashboard"}
+WORKERS = {"cpu": "worker-cpu", "nvidia": "worker-nvidia", "amd": "worker-amd"}
+LONG_RUNNING = ALWAYS - {"create-bucket"} | set(WORKERS.values())
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def resolved(compose: list[str], profile: str | None, tmp_path: Path, env: dict[str, str] | None = None) -> dict:
+    command = [*compose, "-f", str(COMPOSE_FILE), "--project-directory", str(REPO), "--env-file", str(ENV_EXAMPLE)]
+    if profile:
+        command += ["--profile", profile]
+    done = subprocess.run(
+        [*command, "config", "--format", "json"], capture_output=True, text=True, check=False, cwd=tmp_path, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("profile", ["cpu", "nvidia", "amd", "mac"])
+def test_config_resolves_per_profile(compose: list[str], profile: str, tmp_path: Path) -> None:
+    config = resolved(compose, None if profile == "mac" else profile, tmp_path)
+    services = set(config["services"])
+    expected = ALWAYS | ({WORKERS[profile]} if profile in WORKERS else set())
+    assert services == expected
+    backend = config["services"]["backend"]
+    # Values from .env reach the containers; the compose network names reach the app.
+    assert backend["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert backend["environment"]["S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert backend["environment"]["S3_PUBLIC_ENDPOINT_URL"] == "http://localhost:9000"
+
+
+def test_config_fails_with_a_clear_line_without_credentials(compose: list[str], tmp_path: Path) -> None:
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    done = subprocess.run(
+        [*compose, "-f", str(COMPOSE_FILE), "--project-directory", str(REPO), "--env-file", str(empty), "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode != 0
+    assert "set MINIO_ROOT_USER in .env" in done.stderr or "set MINIO_ROOT_PASSWORD in .env" in done.stderr
+
+
+def test_profiles_select_one_worker_each(spec: dict[str, Any]) -> None:
+    services = spec["services"]
+    for name in ALWAYS:
+        assert "profiles" not in services[name], f"{name} must run in every profile"
+    for profile, name in WORKERS.items():
+        assert services[name]["profiles"] == [profile]
+        assert services[name]["build"]["dockerfile"] == f"docker/{name}.Dockerfile"
+    assert not any("mac" in service.get("profiles", []) for service in services.values()), (
+        "mac runs no worker container"
+    )
+
+
+def test_images_are_pinned_or_built_here(spec: dict[str, Any]) -> None:
+    services = spec["services"]
+    assert re.fullmatch(r"redis:\d+\.\d+-alpine", services["redis"]["image"])
+    assert re.fullmatch(r"minio/minio:RELEASE\.\S+", services["minio"]["image"])
+    assert services["backend"]["build"]["dockerfile"] == "docker/backend.Dockerfile"
+    # The one-shot and the dashboard reuse the backend image and never pull it.
+    for name in ("create-bucket", "rq-dashboard"):
+        assert services[name]["image"] == services["backend"]["image"]
+        assert services[name]["pull_policy"] == "never"
+    assert services["create-bucket"]["command"] == ["python", "-m", "shared.bucket"]
+    assert services["backend"]["command"][:2] == ["uvicorn", "backend.main:create_app"]
+    assert "--factory" in services["backend"]["command"]
+    for name in WORKERS.values():
+        assert "command" not in services[name], "the image's CMD (python -m worker) runs"
+
+
+def test_ports(spec: dict[str, Any]) -> None:
+    services = spec["services"]
+    ports = {name: services[name].get("ports", []) for name in services}
+    assert any(p.endswith(":9000") for p in ports["minio"])
+    assert "127.0.0.1:${MINIO_CONSOLE_PORT:-9001}:9001" in ports["minio"]
+    assert ports["rq-dashboard"] == ["127.0.0.1:${RQ_DASHBOARD_PORT:-9181}:9181"]
+    assert ports["redis"] == ["127.0.0.1:${REDIS_PORT:-6379}:6379"]
+    assert any(p.endswith(":8000") for p in ports["backend"])
+    for name in WORKERS.values():
+        assert not ports[name], "workers publish nothing"
+
+
+def test_health_checks_and_start_order(spec: dict[str, Any]) -> None:
+    services = spec["services"]
+    for name in LONG_RUNNING:
+        check = services[name].get("healthcheck")
+        assert check and check["test"][0] == "CMD", f"{name} needs a health check"
+        assert services[name]["restart"] == "unless-stopped"
+    assert "/health" in " ".join(services["backend"]["healthcheck"]["test"])
+    assert services["create-bucket"]["restart"] == "no"
+    assert services["create-bucket"]["depends_on"] == {"minio": {"condition": "service_healthy"}}
+    need = {"redis": "service_healthy", "create-bucket": "service_completed_successfully"}
+    for name in ["backend", *WORKERS.values()]:
+        conditions = {dep: value["condition"] for dep, value in services[name]["depends_on"].items()}
+        assert conditions == need, name
+    assert services["rq-dashboard"]["depends_on"] == {"redis": {"condition": "service_healthy"}}
+
+
+def test_redis_persists_jobs(spec: dict[str, Any]) -> None:
+    command = spec["services"]["redis"]["command"]
+    text = " ".join(command)
+    assert "--appendonly yes" in text and "--appendfsync everysec" in text
+    assert "--maxmemory-policy noeviction" in text
+    assert spec["services"]["redis"]["volumes"] == ["redis-data:/data"]
+
+
+def test_gpu_access(spec: dict[str, Any]) -> None:
+    services = spec["services"]
+    devices = services["worker-nvidia"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
+    amd = services["worker-amd"]
+    assert amd["devices"] == ["/dev/kfd", "/dev/dri"]
+    assert amd["group_add"] == ["${VIDEO_GID:-video}", "${RENDER_GID:-render}"]
+    assert services["worker-cpu"]["environment"]["DEVICE"] == "cpu"
+    assert services["worker-nvidia"]["environment"]["DEVICE"] == "cuda"
+    assert amd["environment"]["DEVICE"] == "cuda"  # ROCm's torch answers to "cuda"
+    assert "deploy" not in services["worker-cpu"] and "devices" not in services["worker-cpu"]
+
+
+def test_rq_dashboard_is_behind_basic_auth(spec: dict[str, Any]) -> None:
+    dashboard = spec["services"]["rq-dashboard"]
+    env = dashboard["environment"]
+    assert env["RQ_DASHBOARD_PASSWORD"].startswith("${RQ_DASHBOARD_PASSWORD:?")
+    assert "RQ_DASHBOARD_USERNAME" in env
+    assert dashboard["command"][0] == "rq-dashboard"
+
+
+def test_app_environment_names_are_settings(spec: dict[str, Any]) -> None:
+    """Every variable given to the backend/worker is a field of shared.settings.Settings."""
+    fields = {name.upper() for name in Settings.model_fields}
+    for name in ["backend", "create-bucket", *WORKERS.values()]:
+        unknown = set(spec["services"][name]["environment"]) - fields
+        assert not unknown, f"{name}: not settings: {sorted(unknown)}"
+
+
+def test_no_secret_in_compose_file() -> None:
+    text = COMPOSE_FILE.read_text()
+    assert "minioadmin" not in text
+    for name in ("MINIO_ROOT_PASSWORD", "RQ_DASHBOARD_PASSWORD", "MINIO_ROOT_USER"):
+        assert re.search(r"\$\{" + name + r":\?", text), f"{name} must be required, not defaulted"
+
+
+def test_env_example_covers_every_variable() -> None:
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)", COMPOSE_FILE.read_text())) - {"COMPOSE_PROJECT_NAME"}
+    example = {
+        line.split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines() if re.match(r"^[A-Z0-9_]+=", line)
+    }
+    assert used - example == set()

@@ -1,0 +1,353 @@
+"""manage.sh's Docker commands (scripts/manage/compose.sh) against a stub `docker`.
+
+The stub records each call's arguments, one line per call; nothing needs an engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.docker.conftest import REPO
+
+pytestmark = pytest.mark.docker
+
+MANAGE = REPO / "manage.sh"
+STUB_DOCKER = """#!/usr/bin/env bash
+printf '%s\\n' "$*" >> "$DOCKER_STUB_LOG"
+if [[ "$1 ${2:-}" == "compose version" && -n "${DOCKER_STUB_NO_COMPOSE:-}" ]]; then exit 1; fi
+if [[ "$1" == info && -n "${DOCKER_STUB_NO_DAEMON:-}" ]]; then exit 1; fi
+exit 0
+"""
+# The backend health wait in `start` only needs an answer.
+STUB_CURL = "#!/usr/bin/env bash\nexit 0\n"
+# The host's Python for the native mac worker.
+STUB_PYTHON = """#!/usr/bin/env bash
+printf '%s\\n' "$*" >> "$PYTHON_STUB_LOG"
+case "$*" in
+"-m worker.models.prepare --check") exit 1 ;;
+"-m worker.models.prepare") mkdir -p "$MODELS_DIR"; exit 0 ;;
+"-m worker") env > "$PYTHON_STUB_ENV"; trap 'exit 0' TERM; while :; do sleep 0.1; done ;;
+esac
+exit 3
+"""
+PREFIX = f"compose --project-directory {REPO} -f {REPO / 'docker-compose.yml'} --env-file "
+
+
+def _script(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+class Stack:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.bin = tmp / "bin"
+        self.bin.mkdir()
+        _script(self.bin / "docker", STUB_DOCKER)
+        self.log = tmp / "docker.log"
+        self.envfile = tmp / "stack.env"
+        shutil.copy(REPO / ".env.example", self.envfile)
+        self.env = {
+            "PATH": f"{self.bin}:/usr/bin:/bin",
+            "HOME": str(tmp),
+            "DOCKER_STUB_LOG": str(self.log),
+            "MANAGE_ENV_FILE": str(self.envfile),
+            "COMPOSE_MAC_DIR": str(tmp / "mac"),
+            "COMPOSE_STOP_SECONDS": "5",
+        }
+
+    def run(self, *args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+        self.log.write_text("")
+        return subprocess.run(
+            ["bash", str(MANAGE), *args],
+            capture_output=True,
+            text=True,
+            input=stdin if stdin is not None else "",
+            env={**self.env, **env},
+            cwd=self.tmp,
+            timeout=60,
+            check=False,
+        )
+
+    def calls(self) -> list[str]:
+        return self.log.read_text().splitlines()
+
+    def compose_calls(self) -> list[str]:
+        prefix = PREFIX + str(self.envfile) + " "
+        found = [line for line in self.calls() if line.startswith("compose --project-directory")]
+        assert all(line.startswith(prefix) for line in found), found
+        return [line[len(prefix) :] for line in found]
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Stack:
+    return Stack(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["stop"], "--profile cpu stop"),
+        (["cpu", "stop"], "--profile cpu stop"),
+        (["nvidia", "stop"], "--profile nvidia stop"),
+        (["amd", "status"], "--profile amd ps --all"),
+        (["mac", "status"], "ps --all"),
+        (["cpu", "logs"], "--profile cpu logs --follow --tail 200"),
+        (["cpu", "logs", "backend"], "--profile cpu logs --follow --tail 200 backend"),
+        (["nvidia", "logs", "worker"], "--profile nvidia logs --follow --tail 200 worker-nvidia"),
+        (["amd", "logs", "worker", "--since", "10m"], "--profile amd logs --follow --tail 200 --since 10m worker-amd"),
+        (["shell-backend"], "--profile cpu exec backend bash"),
+        (["nvidia", "shell-worker"], "--profile nvidia exec worker-nvidia bash"),
+        (["amd", "shell-worker"], "--profile amd exec worker-amd bash"),
+        (["cpu", "clean", "--yes"], "--profile cpu down --volumes --remove-orphans"),
+        (["mac", "clean", "-y"], "down --volumes --remove-orphans"),
+    ],
+)
+def test_commands_call_compose(stack: Stack, args: list[str], expected: str) -> None:
+    done = stack.run(*args)
+    assert done.returncode == 0, done.stderr
+    assert stack.calls()[:2] == ["compose version", "info"]
+    assert stack.compose_calls() == [expected]
+
+
+@pytest.mark.parametrize("profile", ["cpu", "nvidia"])
+def test_start(stack: Stack, profile: str) -> None:
+    _script(stack.bin / "curl", STUB_CURL)
+    done = stack.run(profile, "start")
+    assert done.returncode == 0, done.stderr
+    assert stack.compose_calls() == [f"--profile {profile} up --detach --build --remove-orphans"]
+    assert "API:           http://localhost:8000" in done.stderr
+    assert "CHANGE-ME" in done.stderr  # the example passwords are flagged
+
+
+def test_restart_stops_then_starts(stack: Stack) -> None:
+    _script(stack.bin / "curl", STUB_CURL)
+    done = stack.run("cpu", "restart")
+    assert done.returncode == 0, done.stderr
+    assert stack.compose_calls() == ["--profile cpu stop", "--profile cpu up --detach --build --remove-orphans"]
+
+
+def test_amd_start_needs_the_rocm_devices(stack: Stack) -> None:
+    if Path("/dev/kfd").exists():
+        pytest.skip("this host has /dev/kfd")
+    done = stack.run("amd", "start")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: /dev/kfd not found: the amdgpu kernel driver (ROCm) is not loaded on this host"
+    )
+    assert stack.compose_calls() == []
+
+
+def test_mac_runs_the_services_in_docker_and_the_worker_natively(stack: Stack, tmp_path: Path) -> None:
+    _script(stack.bin / "curl", STUB_CURL)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    _script(venv / "bin" / "python", STUB_PYTHON)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("")
+    env = {
+        "VENV_DIR": str(venv),
+        "MANAGE_SKIP_INSTALL": "true",
+        "MANAGE_REQUIREMENTS": str(requirements),
+        "MODELS_DIR": str(tmp_path / "models"),
+        "PYTHON_STUB_LOG": str(tmp_path / "python.log"),
+        "PYTHON_STUB_ENV": str(tmp_path / "worker.env"),
+    }
+    done = stack.run("mac", "start", **env)
+    try:
+        assert done.returncode == 0, done.stderr
+        assert stack.compose_calls() == ["up --detach --build --remove-orphans"]  # no worker container
+        pid = int((tmp_path / "mac" / "worker.pid").read_text())
+        for _ in range(50):
+            if (tmp_path / "worker.env").exists():
+                break
+            time.sleep(0.1)
+        worker_env = dict(
+            line.split("=", 1) for line in (tmp_path / "worker.env").read_text().splitlines() if "=" in line
+        )
+        assert worker_env["DEVICE"] == "mps"
+        assert worker_env["REDIS_URL"] == "redis://127.0.0.1:6379/0"
+        assert worker_env["S3_ENDPOINT_URL"] == "http://127.0.0.1:9000"
+        assert worker_env["S3_ACCESS_KEY"] == "dance-admin"
+        assert worker_env["MODELS_DIR"] == str(tmp_path / "models")
+        assert (tmp_path / "python.log").read_text().splitlines() == [
+            "-m worker.models.prepare --check",
+            "-m worker.models.prepare",
+            "-m worker",
+        ]
+
+        status = stack.run("mac", "status", **env)
+        assert f"native worker: running (pid {pid})" in status.stdout
+
+        stopped = stack.run("mac", "stop", **env)
+        assert stopped.returncode == 0, stopped.stderr
+        assert stack.compose_calls() == ["stop"]
+        assert not (tmp_path / "mac" / "worker.pid").exists()
+        time.sleep(0.2)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    finally:
+        pidfile = tmp_path / "mac" / "worker.pid"
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_mac_has_no_worker_container(stack: Stack) -> None:
+    done = stack.run("mac", "shell-worker")
+    assert done.returncode != 0
+    assert "runs the worker natively" in done.stderr
+
+
+def test_clean_asks_for_confirmation(stack: Stack) -> None:
+    done = stack.run("cpu", "clean")  # stdin is not a terminal
+    assert done.returncode != 0
+    assert done.stderr.strip() == "error: clean deletes every stored video and result: re-run with --yes to confirm"
+    assert stack.compose_calls() == []
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"DOCKER_STUB_NO_COMPOSE": "1"}, "error: the Docker Compose plugin is missing"),
+        ({"DOCKER_STUB_NO_DAEMON": "1"}, "error: cannot reach the Docker daemon"),
+    ],
+)
+def test_docker_problems_are_one_clear_line(stack: Stack, env: dict[str, str], line: str) -> None:
+    done = stack.run("cpu", "start", **env)
+    assert done.returncode != 0
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith(line)
+    assert stack.compose_calls() == []
+
+
+def test_missing_docker(stack: Stack) -> None:
+    if shutil.which("docker", path="/usr/bin:/bin"):
+        pytest.skip("docker is installed in /usr/bin or /bin")
+    (stack.bin / "docker").unlink()
+    done = stack.run("cpu", "status")
+    assert done.returncode != 0
+    assert done.stderr.strip() == (
+        "error: docker not found on PATH: install Docker Engine (Linux) or Docker Desktop (macOS)"
+    )
+
+
+def test_missing_env_file(stack: Stack) -> None:
+    stack.envfile.unlink()
+    done = stack.run("cpu", "start")
+    assert done.returncode != 0
+    assert done.stderr.strip() == f"error: {stack.envfile} not found: cp .env.example .env and set the passwords"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["cpu", "frobnicate"], "error: unknown command 'frobnicate' (one of: start stop restart status logs"),
+        (["gpu", "start"], "error: unknown command 'gpu'"),
+        (["cpu", "test-upload"], "error: usage: ./manage.sh PROFILE test-upload FILE"),
+        (["cpu", "test-upload", "/no/such/video.mp4"], "error: no such file: /no/such/video.mp4"),
+        (["cpu", "clean", "--force"], "error: clean: unknown option '--force'"),
+    ],
+)
+def test_bad_input_is_one_clear_line(stack: Stack, args: list[str], line: str) -> None:
+    done = stack.run(*args)
+    assert done.returncode != 0
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(line)
+    assert stack.compose_calls() == []
+
+
+def test_unknown_profile_through_compose_main(stack: Stack) -> None:
+    """manage.sh reads an unknown first word as a command; compose_main itself names the profile."""
+    script = (
+        f"set -euo pipefail; MANAGE_ROOT={REPO}; source {REPO}/scripts/manage/common.sh; "
+        f"source {REPO}/scripts/manage/compose.sh; compose_main gpu start"
+    )
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=stack.env, check=False)
+    assert done.returncode != 0
+    assert done.stderr.strip() == "error: unknown profile 'gpu' (one of: cpu nvidia amd mac)"
+
+
+def test_urls_are_printed_without_docker(stack: Stack) -> None:
+    (stack.bin / "docker").unlink()
+    with stack.envfile.open("a") as env:
+        env.write("RQ_DASHBOARD_PORT=19181\n")
+    dashboard = stack.run("rq-dashboard")
+    assert dashboard.returncode == 0
+    assert dashboard.stdout.strip() == "http://127.0.0.1:19181"
+    console = stack.run("amd", "minio-console")
+    assert console.stdout.strip() == "http://localhost:9001"
+
+
+class FakeAPI(BaseHTTPRequestHandler):
+    polls = 0
+
+    def _json(self, code: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(length)
+        ok = self.path == "/analyze" and b'name="file"' in body and b"not really a video" in body
+        self._json(202 if ok else 400, {"job_id": "job123", "status": "queued", "status_url": "/jobs/job123"})
+
+    def do_GET(self) -> None:
+        FakeAPI.polls += 1
+        done = FakeAPI.polls >= 2
+        self._json(
+            200,
+            {
+                "job_id": "job123",
+                "status": "succeeded" if done else "running",
+                "stage": "uploading" if done else "analyzing",
+                "progress": 1.0 if done else 0.5,
+                "frames_done": 10 if done else 5,
+                "frames_total": 10,
+                "results": {"poses.json": "http://localhost:9000/x/poses.json"} if done else {},
+            },
+        )
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def api() -> Iterator[int]:
+    FakeAPI.polls = 0
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeAPI)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_test_upload_posts_the_file_and_follows_the_job(stack: Stack, api: int, tmp_path: Path) -> None:
+    if shutil.which("curl", path="/usr/bin:/bin") is None:
+        pytest.skip("curl is not installed")
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not really a video")
+    with stack.envfile.open("a") as env:
+        env.write(f"BACKEND_PORT={api}\n")
+    done = stack.run("cpu", "test-upload", str(video))
+    assert done.returncode == 0, done.stderr
+    assert "job job123" in done.stdout
+    assert "poses.json" in done.stdout and "http://localhost:9000/x/poses.json" in done.stdout
+    assert stack.calls() == []  # no docker needed to talk to the API
