@@ -38,7 +38,16 @@ def upload(api: str, path: Path, profile: str | None) -> dict[str, Any]:
     # curl -F takes ; and , as separators inside a value: quote the file name.
     quoted = '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        command = ["curl", "-sS", "-o", out.name, "-w", "%{http_code}", "-F", f"file=@{quoted};type={content_type(path)}"]
+        command = [
+            "curl",
+            "-sS",
+            "-o",
+            out.name,
+            "-w",
+            "%{http_code}",
+            "-F",
+            f"file=@{quoted};type={content_type(path)}",
+        ]
         if profile:
             command += ["-F", f"profile={profile}"]
         if sys.stderr.isatty():

@@ -1,0 +1,167 @@
+"""What `shared.jobs.JobStore` promises, written once and run against two backends.
+
+tests/unit/test_job_store_fake.py runs it on fakeredis (fast, Lua through lupa);
+tests/service/test_job_store.py runs it on a real redis-server. Each provides a
+`store` fixture (and `other_store`: same Redis, another key prefix).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from shared.jobs import JobRecord, JobStage, JobStatus, JobStore
+
+
+def make_record(job_id: str, created_at: float, status: JobStatus = JobStatus.QUEUED) -> JobRecord:
+    return JobRecord(job_id=job_id, status=status, created_at=created_at, filename=f"{job_id}.mp4", size_bytes=1234)
+
+
+def fill(store: JobStore, statuses: list[JobStatus]) -> list[str]:
+    """Jobs created one second apart in the given order; returns their ids, oldest first."""
+    base = 1_700_000_000.0
+    ids = []
+    for i, status in enumerate(statuses):
+        job_id = f"job-{i:02d}"
+        store.create(make_record(job_id, base + i, status))
+        ids.append(job_id)
+    return ids
+
+
+class JobStoreContract:
+    def test_create_then_get_returns_the_same_record(self, store: JobStore) -> None:
+        record = JobRecord(
+            job_id="abc",
+            status=JobStatus.RUNNING,
+            stage=JobStage.ANALYZING,
+            progress=0.25,
+            frames_done=30,
+            frames_total=120,
+            created_at=1_700_000_000.123456,
+            started_at=1_700_000_001.5,
+            heartbeat_at=None,
+            error=None,
+            results=["poses.json"],
+            profile="accurate",
+            mode="real",
+            source_key="uploads/abc/source.mp4",
+            filename="dance, take 2.mp4",
+            size_bytes=10_000_000,
+            video={"width": 1920, "height": 1080, "fps": 29.97, "rotation": 90},
+        )
+        store.create(record)
+        assert store.get("abc") == record
+
+    def test_get_of_an_unknown_job_is_none(self, store: JobStore) -> None:
+        assert store.get("nope") is None
+
+    def test_update_sets_fields_and_encodes_them_like_create(self, store: JobStore) -> None:
+        store.create(make_record("a", time.time()))
+        error = {"code": "INVALID_VIDEO", "message": "bad", "details": {"reason": "no video stream"}}
+        assert store.update("a", status=JobStatus.FAILED, stage=JobStage.PROBING, error=error, finished_at=12.5)
+        got = store.get("a")
+        assert got is not None
+        assert (got.status, got.stage, got.error, got.finished_at) == (JobStatus.FAILED, JobStage.PROBING, error, 12.5)
+        assert got.filename == "a.mp4"  # untouched fields stay
+
+    def test_update_only_if_applies_in_an_allowed_status(self, store: JobStore) -> None:
+        store.create(make_record("a", time.time()))
+        assert store.update("a", only_if=(JobStatus.QUEUED, JobStatus.RUNNING), status=JobStatus.RUNNING)
+        assert store.update("a", only_if=(JobStatus.RUNNING,), progress=0.5, frames_done=10)
+        got = store.get("a")
+        assert got is not None and (got.status, got.progress, got.frames_done) == (JobStatus.RUNNING, 0.5, 10)
+
+    def test_update_only_if_refuses_in_another_status_and_changes_nothing(self, store: JobStore) -> None:
+        store.create(make_record("a", time.time(), JobStatus.SUCCEEDED))
+        before = store.get("a")
+        assert not store.update("a", only_if=(JobStatus.QUEUED, JobStatus.RUNNING), status=JobStatus.CANCELED)
+        assert store.get("a") == before
+
+    def test_a_cancel_is_never_overwritten_by_a_late_progress_update(self, store: JobStore) -> None:
+        store.create(make_record("a", time.time(), JobStatus.RUNNING))
+        assert store.update("a", only_if=(JobStatus.QUEUED, JobStatus.RUNNING), status=JobStatus.CANCELED)
+        assert not store.update("a", only_if=(JobStatus.RUNNING,), progress=0.9, stage=JobStage.RENDERING)
+        got = store.get("a")
+        assert got is not None and (got.status, got.progress, got.stage) == (JobStatus.CANCELED, 0.0, JobStage.QUEUED)
+
+    def test_status_names_match_whole_words_only(self, store: JobStore) -> None:
+        # "running" must not match an allowed list holding only a status that contains it, and vice versa.
+        store.create(make_record("a", time.time(), JobStatus.RUNNING))
+        assert not store.update("a", only_if=(JobStatus.QUEUED,), progress=0.1)
+        assert store.update("a", only_if=(JobStatus.CANCELED, JobStatus.RUNNING), progress=0.1)
+
+    def test_update_of_a_missing_job_is_refused_and_creates_nothing(self, store: JobStore) -> None:
+        assert not store.update("ghost", progress=0.5)
+        assert not store.update("ghost", only_if=(JobStatus.RUNNING,), progress=0.5)
+        assert store.get("ghost") is None
+        assert store.list() == ([], 0)
+
+    def test_update_of_an_unknown_field_is_an_error(self, store: JobStore) -> None:
+        store.create(make_record("a", time.time()))
+        with pytest.raises(KeyError):
+            store.update("a", colour="red")
+
+    def test_each_applied_update_is_published_on_the_jobs_channel(self, store: JobStore) -> None:
+        store.create(make_record("a", time.time()))
+        pubsub = store.redis.pubsub()
+        pubsub.subscribe(store.keys.job_events("a"))
+        try:
+            assert pubsub.get_message(timeout=1)["type"] == "subscribe"
+            store.update("a", status=JobStatus.RUNNING)
+            store.update("a", only_if=(JobStatus.QUEUED,), progress=0.5)  # refused: nothing published
+            store.update("a", progress=0.7)
+            messages: list[Any] = []
+            deadline = time.monotonic() + 2
+            while len(messages) < 2 and time.monotonic() < deadline:
+                message = pubsub.get_message(timeout=0.2)
+                if message and message["type"] == "message":
+                    messages.append(message["data"])
+            assert [m.decode() if isinstance(m, bytes) else m for m in messages] == ["running", "running"]
+            assert pubsub.get_message(timeout=0.2) is None
+        finally:
+            pubsub.close()
+
+    def test_list_is_newest_first_and_paginates(self, store: JobStore) -> None:
+        ids = fill(store, [JobStatus.QUEUED] * 5)
+        page, total = store.list(limit=2)
+        assert total == 5 and [r.job_id for r in page] == [ids[4], ids[3]]
+        page, total = store.list(offset=2, limit=2)
+        assert total == 5 and [r.job_id for r in page] == [ids[2], ids[1]]
+        page, total = store.list(offset=4, limit=2)
+        assert total == 5 and [r.job_id for r in page] == [ids[0]]
+        assert store.list(offset=10, limit=2) == ([], 5)
+
+    def test_list_filters_by_status_with_its_own_total_and_pages(self, store: JobStore) -> None:
+        statuses = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED]
+        ids = fill(store, statuses)
+        page, total = store.list(status=JobStatus.SUCCEEDED, limit=2)
+        assert total == 3 and [r.job_id for r in page] == [ids[4], ids[2]]
+        page, total = store.list(status=JobStatus.SUCCEEDED, offset=2, limit=2)
+        assert total == 3 and [r.job_id for r in page] == [ids[0]]
+        page, total = store.list(status=JobStatus.FAILED)
+        assert total == 1 and [r.status for r in page] == [JobStatus.FAILED]
+        assert store.list(status=JobStatus.CANCELED) == ([], 0)
+
+    def test_list_follows_status_changes(self, store: JobStore) -> None:
+        ids = fill(store, [JobStatus.QUEUED, JobStatus.QUEUED])
+        store.update(ids[0], status=JobStatus.RUNNING)
+        assert [r.job_id for r in store.list(status=JobStatus.RUNNING)[0]] == [ids[0]]
+        assert [r.job_id for r in store.list(status=JobStatus.QUEUED)[0]] == [ids[1]]
+
+    def test_delete_removes_the_record_and_its_index_entry(self, store: JobStore) -> None:
+        ids = fill(store, [JobStatus.SUCCEEDED] * 3)
+        store.delete(ids[1])
+        assert store.get(ids[1]) is None
+        page, total = store.list()
+        assert total == 2 and [r.job_id for r in page] == [ids[2], ids[0]]
+        assert store.list(status=JobStatus.SUCCEEDED)[1] == 2
+        assert not store.update(ids[1], progress=1.0)
+        store.delete("never-existed")  # no error
+
+    def test_key_prefixes_keep_stores_apart(self, store: JobStore, other_store: JobStore) -> None:
+        store.create(make_record("same-id", 1.0))
+        assert other_store.get("same-id") is None
+        assert other_store.list() == ([], 0)
+        assert not other_store.update("same-id", progress=0.5)
