@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import redis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from backend.errors import install_error_handlers
-from backend.routes import analyze, jobs, service
+from backend.routes import analyze, events, jobs, service
 from shared import __version__
 from shared.jobs import JobStore
 from shared.keys import RedisKeys
@@ -47,4 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(service.router)
     app.include_router(analyze.router)
     app.include_router(jobs.router)
+    app.include_router(events.router)
+    # The web page (plain HTML/JS, no build step): upload, live progress, results viewer.
+    app.mount("/app", StaticFiles(directory=Path(__file__).parent / "static", html=True), name="web")
     return app

@@ -17,7 +17,7 @@ router = APIRouter(tags=["service"])
 
 @router.get("/")
 def service_info(settings: SettingsDep) -> dict[str, Any]:
-    return {"service": "dance-analysis", "version": __version__, "mode": settings.mode, "docs": "/docs"}
+    return {"service": "dance-analysis", "version": __version__, "mode": settings.mode, "docs": "/docs", "web": "/app/"}
 
 
 @router.get("/health", responses={503: {"description": "A dependency is down"}})

@@ -1,0 +1,134 @@
+"""`GET /jobs/{job_id}/events`: a job's status pushed as Server-Sent Events.
+
+Each (unnamed, i.e. `message`) event's `data` is the job view, the same JSON as `GET /jobs/{job_id}`.
+The current state is sent on connect, then again on every change (status,
+stage, progress); the stream ends after a final status (succeeded, failed,
+canceled). A comment line goes out every ~15 s so proxies keep the stream open.
+
+Every job update PUBLISHes on the job's Redis channel (see `shared.jobs`), so
+this waits on a subscription instead of polling. A message is only a wake-up
+call: the record is re-read, and only a view that differs from the last one
+sent becomes an event (heartbeat-only updates send nothing). The record is
+also re-read every few seconds in case a message was missed, which is also
+when a job whose worker died is failed (`JobStore.fail_if_stale`).
+
+A job deleted while watched gets a last `deleted` event (`{"job_id": ...}`).
+Browsers' `EventSource` reconnects whenever a stream ends: close it on a final
+status. Polling `GET /jobs/{job_id}` works as before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from backend.deps import SettingsDep, StorageDep, StoreDep
+from backend.errors import error_responses
+from backend.routes.jobs import load_job
+from backend.views import JobView, api_base, job_view
+from shared.jobs import JobStore
+from shared.settings import Settings
+from shared.storage import Storage
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+# Module-level so tests can shorten them.
+HEARTBEAT_SECONDS = 15.0  # a comment line when nothing else was sent for this long
+RECHECK_SECONDS = 5.0  # re-read the record this often even without a message
+TICK_SECONDS = 1.0  # longest wait on the subscription before checking the client is still there
+RETRY_MS = 3000  # how long an EventSource waits before reconnecting
+
+
+def _event(view: JobView) -> str:
+    # An unnamed event: `EventSource.onmessage` receives it.
+    return f"data: {view.model_dump_json()}\n\n"
+
+
+@router.get(
+    "/{job_id}/events",
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "A stream of events, each carrying the job view (as `GET /jobs/{job_id}`).",
+        },
+        **error_responses(404, 503),
+    },
+)
+async def job_events(
+    job_id: str, request: Request, store: StoreDep, storage: StorageDep, settings: SettingsDep
+) -> StreamingResponse:
+    """Push the job's status: now, on every change, and a last time when it ends."""
+    # Unknown job (or Redis down): a normal JSON error envelope, before any stream starts.
+    await run_in_threadpool(load_job, store, settings, job_id)
+    base = api_base(settings, str(request.base_url))
+    return StreamingResponse(
+        _stream(request, job_id, store, storage, settings, base),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"},
+    )
+
+
+async def _stream(
+    request: Request, job_id: str, store: JobStore, storage: Storage, settings: Settings, base: str
+) -> AsyncIterator[str]:
+    def current() -> JobView | None:
+        record = store.get(job_id)
+        if record is None:
+            return None
+        return job_view(store.fail_if_stale(record, settings.heartbeat_timeout_seconds), storage, base)
+
+    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, health_check_interval=30)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    try:
+        # Subscribe before the first read, so no change between the two is lost.
+        await pubsub.subscribe(store.keys.job_events(job_id))
+        yield f"retry: {RETRY_MS}\n\n"
+        last: JobView | None = None
+        last_sent = last_check = time.monotonic()
+        while True:
+            view = await run_in_threadpool(current)
+            last_check = time.monotonic()
+            if view is None:  # deleted while we watched
+                yield f"event: deleted\ndata: {json.dumps({'job_id': job_id})}\n\n"
+                return
+            if last is None or view.model_dump() != last.model_dump():
+                yield _event(view)
+                last, last_sent = view, time.monotonic()
+            if view.status.is_final:
+                return
+            # Wait for a message, a recheck, a heartbeat or the client leaving, whichever comes first.
+            while True:
+                if await request.is_disconnected():
+                    return
+                moment = time.monotonic()
+                if moment - last_sent >= HEARTBEAT_SECONDS:
+                    yield ": keep-alive\n\n"
+                    last_sent = moment
+                if moment - last_check >= RECHECK_SECONDS:
+                    break
+                wait = min(
+                    TICK_SECONDS, RECHECK_SECONDS - (moment - last_check), HEARTBEAT_SECONDS - (moment - last_sent)
+                )
+                message = await pubsub.get_message(timeout=max(wait, 0.01))
+                if message is not None:
+                    # Progress comes in bursts: take everything already queued, then read once.
+                    while await pubsub.get_message(timeout=0) is not None:
+                        pass
+                    break
+    finally:
+        # The client may be gone and this task canceled: clean up regardless, within bounds.
+        with anyio.move_on_after(3, shield=True):
+            try:
+                await pubsub.aclose()
+                await client.aclose()
+            except Exception:  # the connection is dropped either way
+                log.debug("closing the event subscription of %s failed", job_id, exc_info=True)
