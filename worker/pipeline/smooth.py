@@ -32,7 +32,7 @@ from worker.pipeline.records import Detection, PoseSequence
 @dataclass(frozen=True)
 class SmoothingConfig:
     min_cutoff_hz: float = 1.0
-    beta: float = 10.0  # cutoff Hz added per body-height/s of speed
+    beta: float = 6.0  # cutoff Hz added per body-height/s of speed
     d_cutoff_hz: float = 1.0
     max_gap_frames: int = 5
 
