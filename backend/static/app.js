@@ -430,7 +430,6 @@ function renderDancers(metrics) {
     const legend = el('ul', { class: 'legend', 'aria-label': 'Show or hide a joint' }, ...joints.map((joint, j) => {
       const button = el('button', { type: 'button', 'aria-pressed': 'true' },
         el('span', { class: 'swatch', style: `background:${JOINT_COLORS[j % JOINT_COLORS.length]}` }), label(joint));
-      button.style.setProperty('--c', JOINT_COLORS[j % JOINT_COLORS.length]);
       button.addEventListener('click', () => {
         const on = button.getAttribute('aria-pressed') !== 'true';
         button.setAttribute('aria-pressed', String(on));
@@ -531,7 +530,8 @@ class AngleChart {
       ctx.beginPath(); ctx.moveTo(this.pad.left, y); ctx.lineTo(this.width - this.pad.right, y); ctx.stroke();
       ctx.fillText(`${deg}°`, this.pad.left - 5, y);
     }
-    const step = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300].find((s) => this.duration / s <= 10) || 600;
+    const maxTicks = Math.max(2, Math.floor((this.width - this.pad.left - this.pad.right) / 55));
+    const step = [0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300].find((s) => this.duration / s <= maxTicks) || 600;
     ctx.textAlign = 'center';
     ctx.textBaseline = 'top';
     for (let t = 0; t <= this.duration + 1e-9; t += step) {
