@@ -14,6 +14,7 @@ import contextlib
 import functools
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -51,24 +52,21 @@ def free_port() -> int:
 
 
 def free_ports(count: int, *, with_grpc: bool = False, taken: set[int] | None = None) -> list[int]:
-    """`count` distinct free ports; with_grpc: each one's +10000 twin is free too (SeaweedFS)."""
+    """`count` distinct free ports; with_grpc: each one's +10000 twin is free too (SeaweedFS).
+
+    The gRPC pairs are drawn below Linux's ephemeral range (32768+), where no outgoing
+    connection can take one of them between this check and the server binding it.
+    """
     taken = set(taken or ())
     ports: list[int] = []
-    for _ in range(2000):
+    for _ in range(5000):
         if len(ports) == count:
             return ports
-        port = free_port()
-        if port in taken:
+        port = random.randint(10000, 32767 - GRPC_OFFSET) if with_grpc else free_port()
+        twin = port + GRPC_OFFSET if with_grpc else None
+        if port in taken or twin in taken or not port_is_free(port) or (twin and not port_is_free(twin)):
             continue
-        if with_grpc:
-            # Ephemeral ports are often above 55535: draw from the range below instead.
-            if port + GRPC_OFFSET > 65535:
-                port = 20000 + port % 30000
-            twin = port + GRPC_OFFSET
-            if twin in taken or not port_is_free(port) or not port_is_free(twin):
-                continue
-            taken.add(twin)
-        taken.add(port)
+        taken.update(p for p in (port, twin) if p)
         ports.append(port)
     raise ServiceStartError(f"could not find {count} free ports")
 

@@ -19,7 +19,8 @@ Local stack (no Docker): ./manage.sh local COMMAND
 
   Environment (defaults): LOCAL_DIR (.local), API_PORT (8000), S3_PORT (8333), REDIS_PORT (6380),
   DASHBOARD_PORT (9181), WEED_MASTER_PORT (9333), WEED_VOLUME_PORT (9340), WEED_FILER_PORT (8888),
-  WEED_ADMIN_PORT (23646) (SeaweedFS also uses each of its ports + 10000 for gRPC),
+  WEED_ADMIN_PORT (9346) (SeaweedFS also uses each of its ports + 10000 for gRPC; the defaults
+  stay below 32768, out of Linux's range for outgoing connections),
   USE_MOCK_ANALYSIS (false: real models, installs requirements-gpu.txt), S3_ACCESS_KEY, S3_SECRET_KEY,
   S3_BUCKET (dance-analysis), S3_REGION, QUEUE_NAME (analysis), WEED_MEMORY_LIMIT (512MiB),
   READY_TIMEOUT (60 s), WORKER_READY_TIMEOUT (300 s), STOP_TIMEOUT (30 s). Any other setting
@@ -54,7 +55,7 @@ local_config() {
 	WEED_MASTER_PORT="${WEED_MASTER_PORT:-9333}"
 	WEED_VOLUME_PORT="${WEED_VOLUME_PORT:-9340}"
 	WEED_FILER_PORT="${WEED_FILER_PORT:-8888}"
-	WEED_ADMIN_PORT="${WEED_ADMIN_PORT:-23646}"
+	WEED_ADMIN_PORT="${WEED_ADMIN_PORT:-9346}"
 	WEED_MEMORY_LIMIT="${WEED_MEMORY_LIMIT:-512MiB}"
 	S3_ACCESS_KEY="${S3_ACCESS_KEY:-dance-local}"
 	S3_SECRET_KEY="${S3_SECRET_KEY:-dance-local-secret}"
@@ -172,13 +173,28 @@ start_process() {
 	printf '%s %s\n' "$pid" "$PROC_START" >"$(pid_file "$svc")"
 }
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-check_port_free() {
-	local port="$1" what="$2"
-	if port_in_use "$port"; then
-		die "port $port ($what) is already in use: stop what holds it or set $what to another port"
-	fi
+# Die unless every NAME=PORT given can be bound on 127.0.0.1 (one Python call for all).
+# A bind test, not a connect test: it also sees a port held by some client's outgoing
+# connection, which a server then fails to bind. SO_REUSEADDR like the servers, so the
+# TIME_WAIT left by our own last run does not count.
+check_ports_free() {
+	local busy
+	busy="$(python - "$@" <<'PY'
+import socket, sys
+for item in sys.argv[1:]:
+    name, port = item.rsplit("=", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", int(port)))
+    except OSError:
+        print(f"port {port} ({name}) is already in use: stop what holds it or set {name.split()[0]} to another port")
+        break
+    finally:
+        sock.close()
+PY
+)"
+	[[ -z "$busy" ]] || die "$busy"
 }
 
 fail_service() {
@@ -303,16 +319,16 @@ local_start() {
 		ensure_models "$LOG_DIR/models.log" || die "could not prepare the analysis models; see $LOG_DIR/models.log"
 	fi
 	# Check every port before starting anything, so a clash fails fast and leaves nothing behind.
-	service_pid redis >/dev/null || check_port_free "$REDIS_PORT" REDIS_PORT
+	local ports=() name
+	service_pid redis >/dev/null || ports+=("REDIS_PORT=$REDIS_PORT")
 	if ! service_pid s3 >/dev/null; then
-		local name
 		for name in S3_PORT WEED_MASTER_PORT WEED_VOLUME_PORT WEED_FILER_PORT WEED_ADMIN_PORT; do
-			check_port_free "${!name}" "$name"
-			check_port_free "$((${!name} + 10000))" "$name (+10000, SeaweedFS gRPC)"
+			ports+=("$name=${!name}" "$name (+10000, SeaweedFS gRPC)=$((${!name} + 10000))")
 		done
 	fi
-	service_pid api >/dev/null || check_port_free "$API_PORT" API_PORT
-	service_pid dashboard >/dev/null || check_port_free "$DASHBOARD_PORT" DASHBOARD_PORT
+	service_pid api >/dev/null || ports+=("API_PORT=$API_PORT")
+	service_pid dashboard >/dev/null || ports+=("DASHBOARD_PORT=$DASHBOARD_PORT")
+	[[ ${#ports[@]} -eq 0 ]] || check_ports_free "${ports[@]}"
 	save_config
 	export_service_env
 	for svc in redis s3 bucket api worker dashboard; do
