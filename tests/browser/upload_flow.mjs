@@ -1,0 +1,192 @@
+// Drives headless Chromium through the web page at $API_URL/app/, the way a dancer would:
+// a wrong file first (a plain-words error), then the clip at $CLIP_PATH through the file input,
+// the job followed live to success, the results viewer (video, charts, summary, downloads),
+// a screenshot at $SCREENSHOT_PATH, and finally Delete. Prints one JSON report on stdout;
+// tests/browser/test_web_page.py makes the assertions. Exit code 1 when a step could not run.
+//
+// Env: API_URL, CLIP_PATH, NOT_A_VIDEO_PATH, SCREENSHOT_PATH, CHROMIUM (default /usr/bin/chromium),
+//      UPLOAD_BYTES_PER_SECOND (throttles the upload so its progress is visible; 0: no throttle).
+import { chromium } from 'playwright-core';
+
+const env = (name, fallback) => {
+  const value = process.env[name] ?? fallback;
+  if (value === undefined) throw new Error(`${name} is not set`);
+  return value;
+};
+const API_URL = env('API_URL').replace(/\/+$/, '');
+const report = { steps: [], console: [], pageErrors: [], failedRequests: [], requests: [] };
+const step = (name) => { report.steps.push(name); process.stderr.write(`[browser] ${name}\n`); };
+
+const browser = await chromium.launch({
+  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+  headless: true,
+  // Playwright gives each launch a fresh temporary --user-data-dir.
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run', '--autoplay-policy=no-user-gesture-required'],
+});
+let exitCode = 0;
+try {
+  const context = await browser.newContext({ viewport: { width: 1360, height: 1000 }, deviceScaleFactor: 1 });
+  const page = await context.newPage();
+  page.setDefaultTimeout(30000);
+  page.on('console', (msg) => { if (['error', 'warning'].includes(msg.type())) report.console.push(`${msg.type()}: ${msg.text()}`); });
+  page.on('pageerror', (error) => report.pageErrors.push(String(error)));
+  page.on('requestfailed', (request) => {
+    // A media element aborts its own range requests while seeking, and closing an EventSource aborts it: not failures.
+    const failure = request.failure()?.errorText || '';
+    if (!failure.includes('ERR_ABORTED')) report.failedRequests.push(`${request.method()} ${request.url()}: ${failure}`);
+  });
+  page.on('request', (request) => report.requests.push(`${request.method()} ${new URL(request.url()).pathname}`));
+  page.on('dialog', (dialog) => dialog.accept()); // the delete confirmation
+
+  step('open the page');
+  await page.goto(`${API_URL}/app/`);
+  await page.waitForFunction(() => !/connecting/.test(document.querySelector('#mode-badge').textContent));
+  report.modeBadge = (await page.textContent('#mode-badge')).trim();
+  report.title = await page.title();
+
+  // Record what the page shows while things move: upload bar values, every job bar value and status.
+  await page.evaluate(() => {
+    window.__seen = { upload: [], jobProgress: [], statuses: [], stages: [] };
+    const push = (list, value) => { if (list[list.length - 1] !== value) list.push(value); };
+    new MutationObserver(() => push(window.__seen.upload, document.querySelector('#upload-progress').value))
+      .observe(document.querySelector('#upload-progress'), { attributes: true });
+    new MutationObserver(() => {
+      const job = document.querySelector('#jobs .job'); // the newest
+      if (!job) return;
+      push(window.__seen.jobProgress, job.querySelector('progress').value);
+      push(window.__seen.statuses, job.dataset.status);
+      push(window.__seen.stages, job.querySelector('.job-stage').textContent);
+    }).observe(document.querySelector('#jobs'), { attributes: true, childList: true, subtree: true, characterData: true });
+  });
+
+  step('a file that is not a video');
+  await page.setInputFiles('#file-input', env('NOT_A_VIDEO_PATH'));
+  await page.click('#upload-button');
+  await page.waitForSelector('#upload-message.error');
+  report.wrongFileMessage = await page.textContent('#upload-message');
+
+  step('upload the clip');
+  const throttle = Number(process.env.UPLOAD_BYTES_PER_SECOND || 0);
+  const cdp = await context.newCDPSession(page);
+  if (throttle > 0) {
+    await cdp.send('Network.enable');
+    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: throttle });
+  }
+  await page.evaluate(() => { window.__seen.upload = []; });
+  await page.setInputFiles('#file-input', env('CLIP_PATH'));
+  report.fileLabel = await page.textContent('#file-label');
+  await page.check('input[name="profile"][value="fast"]');
+  await page.click('#upload-button');
+  await page.waitForSelector('#upload-message.ok', { timeout: 60000 });
+  report.uploadMessage = await page.textContent('#upload-message');
+  if (throttle > 0) {
+    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  }
+
+  step('follow the job to success');
+  const job = page.locator('#jobs .job').first();
+  report.jobId = await job.getAttribute('data-job-id');
+  await page.waitForFunction(
+    () => ['succeeded', 'failed', 'canceled'].includes(document.querySelector('#jobs .job')?.dataset.status),
+    null, { timeout: 120000 },
+  );
+  report.finalStatus = await job.getAttribute('data-status');
+  report.jobError = (await job.locator('.job-error').isVisible()) ? await job.locator('.job-error').textContent() : null;
+  report.seen = await page.evaluate(() => window.__seen);
+  report.jobText = (await job.textContent()).replace(/\s+/g, ' ').trim();
+  if (report.finalStatus !== 'succeeded') throw new Error(`the job ended ${report.finalStatus}: ${report.jobError}`);
+
+  step('open the results');
+  await job.locator('button.open').click();
+  await page.waitForSelector('#results:not([hidden]) .dancer canvas');
+  await page.waitForFunction(() => document.querySelector('#player').readyState >= 2, null, { timeout: 30000 });
+  report.resultsMessage = await page.textContent('#results-message');
+
+  step('play the annotated video');
+  const playback = await page.evaluate(async () => {
+    const video = document.querySelector('#player');
+    video.muted = true;
+    await video.play();
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    video.pause();
+    return { playedTo: video.currentTime };
+  });
+  // Seek to the middle: the chart cursor must follow.
+  const cursorShift = await page.evaluate(async () => {
+    const video = document.querySelector('#player');
+    const canvas = document.querySelector('.dancer canvas');
+    const snapshot = () => canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    const seekTo = (t) => new Promise((resolve) => {
+      video.addEventListener('seeked', () => requestAnimationFrame(() => resolve()), { once: true });
+      video.currentTime = t;
+    });
+    await seekTo(0.2);
+    const before = snapshot();
+    await seekTo(video.duration / 2);
+    const after = snapshot();
+    let changed = 0;
+    for (let i = 0; i < before.length; i += 4) if (before[i] !== after[i] || before[i + 1] !== after[i + 1]) changed += 1;
+    return changed;
+  });
+  report.video = await page.evaluate(() => {
+    const v = document.querySelector('#player');
+    return {
+      src: v.currentSrc, readyState: v.readyState, duration: v.duration, videoWidth: v.videoWidth,
+      videoHeight: v.videoHeight, error: v.error && { code: v.error.code, message: v.error.message },
+    };
+  });
+  report.video.playedTo = playback.playedTo;
+  report.cursorPixelsChanged = cursorShift;
+
+  report.charts = await page.evaluate(() => [...document.querySelectorAll('.dancer canvas')].map((canvas) => {
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    let inked = 0;
+    let colors = new Set();
+    for (let i = 0; i < data.length; i += 4) {
+      if (data[i + 3] && (data[i] < 235 || data[i + 1] < 235 || data[i + 2] < 235)) {
+        inked += 1;
+        if (colors.size < 64) colors.add(`${data[i] >> 4},${data[i + 1] >> 4},${data[i + 2] >> 4}`);
+      }
+    }
+    return { width: canvas.width, height: canvas.height, inkedPixels: inked, colors: colors.size };
+  }));
+  report.dancers = await page.evaluate(() => [...document.querySelectorAll('.dancer')].map((node) => ({
+    trackId: node.dataset.trackId,
+    heading: node.querySelector('h3').textContent,
+    facts: node.querySelector('.dancer-facts').textContent.replace(/\s+/g, ' ').trim(),
+    angleRows: node.querySelectorAll('table')[0].querySelectorAll('tbody tr').length,
+    speedRows: node.querySelectorAll('table')[1].querySelectorAll('tbody tr').length,
+  })));
+  report.downloads = await page.evaluate(() => [...document.querySelectorAll('#downloads a')].map((a) => ({ text: a.textContent, href: a.href })));
+  report.downloadStatus = {};
+  for (const link of report.downloads) {
+    const response = await page.request.get(link.href);
+    report.downloadStatus[link.text] = response.status();
+  }
+
+  step('screenshot');
+  await page.evaluate(() => { document.querySelector('#player').currentTime = document.querySelector('#player').duration / 2; });
+  await page.waitForTimeout(400);
+  await page.screenshot({ path: env('SCREENSHOT_PATH'), fullPage: true });
+  // The same on a phone-sized screen (layout only; nothing is asserted on it).
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: env('SCREENSHOT_PATH').replace(/\.png$/, '-phone.png'), fullPage: true });
+  report.phoneOverflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  await page.setViewportSize({ width: 1360, height: 1000 });
+
+  step('delete the job');
+  await job.locator('button.delete').click();
+  await page.waitForFunction((id) => !document.querySelector(`#jobs .job[data-job-id="${id}"]`), report.jobId);
+  report.resultsHiddenAfterDelete = await page.locator('#results').isHidden();
+  report.afterDelete = (await page.request.get(`${API_URL}/jobs/${report.jobId}`)).status();
+  step('done');
+} catch (error) {
+  report.failure = String(error && error.stack ? error.stack : error);
+  exitCode = 1;
+} finally {
+  await browser.close();
+}
+process.stdout.write(JSON.stringify(report, null, 2));
+process.exit(exitCode);
