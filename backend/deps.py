@@ -13,7 +13,7 @@ import redis
 from fastapi import Depends, Request
 from rq import Queue
 
-from shared.jobs import JobStore
+from shared.jobs import AsyncJobReader, JobStore
 from shared.settings import Settings
 from shared.storage import Storage
 
@@ -26,6 +26,11 @@ def get_settings(request: Request) -> Settings:
 def get_store(request: Request) -> JobStore:
     store: JobStore = request.app.state.store
     return store
+
+
+def get_reader(request: Request) -> AsyncJobReader:
+    reader: AsyncJobReader = request.app.state.reader
+    return reader
 
 
 def get_storage(request: Request) -> Storage:
@@ -45,6 +50,7 @@ def get_redis(request: Request) -> redis.Redis:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
+ReaderDep = Annotated[AsyncJobReader, Depends(get_reader)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
 RedisDep = Annotated[redis.Redis, Depends(get_redis)]

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import redis
+import redis.asyncio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
@@ -13,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from backend.errors import install_error_handlers
 from backend.routes import analyze, events, jobs, service
 from shared import __version__
-from shared.jobs import JobStore
+from shared.jobs import AsyncJobReader, JobStore
 from shared.keys import RedisKeys
 from shared.queue import get_queue
 from shared.settings import Settings, get_settings
@@ -33,7 +34,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.redis = client
-    app.state.store = JobStore(client, RedisKeys(settings.key_prefix))
+    keys = RedisKeys(settings.key_prefix)
+    app.state.store = JobStore(client, keys)
+    app.state.reader = AsyncJobReader(
+        redis.asyncio.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5), keys
+    )
     app.state.storage = Storage(settings)
     app.state.queue = get_queue(settings, client)
 

@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any
 
 import redis
+import redis.asyncio
 
 from shared.keys import RedisKeys
 
@@ -77,6 +78,13 @@ class JobRecord:
     _JSON_FIELDS = ("error", "results", "video")
     _FLOAT_FIELDS = ("progress", "created_at", "started_at", "finished_at", "heartbeat_at")
     _INT_FIELDS = ("frames_done", "frames_total", "size_bytes")
+
+    def is_stale(self, heartbeat_timeout: float) -> bool:
+        """Running, but its worker has been silent longer than `heartbeat_timeout` seconds."""
+        if self.status is not JobStatus.RUNNING:
+            return False
+        last_sign = self.heartbeat_at or self.started_at or self.created_at
+        return now() - last_sign >= heartbeat_timeout
 
     def to_redis(self) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -182,11 +190,9 @@ class JobStore:
         Called by readers (the API) and by workers at start, so no job stays
         `running` forever after a crash.
         """
-        if record.status is not JobStatus.RUNNING:
+        if not record.is_stale(heartbeat_timeout):
             return record
         last_sign = record.heartbeat_at or record.started_at or record.created_at
-        if now() - last_sign < heartbeat_timeout:
-            return record
         error = {
             "code": "WORKER_LOST",
             "message": "The worker running this job stopped responding; please upload the video again.",
@@ -230,6 +236,20 @@ class JobStore:
         matching = [job_id for job_id, s in zip(ids, statuses, strict=True) if s is not None and _text(s) == status.value]
         records = [self.get(job_id) for job_id in matching[offset : offset + limit]]
         return [r for r in records if r is not None], len(matching)
+
+
+class AsyncJobReader:
+    """The read path polling clients hit, on redis.asyncio so it never waits for a thread."""
+
+    def __init__(self, client: redis.asyncio.Redis, keys: RedisKeys) -> None:
+        self.redis = client
+        self.keys = keys
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        raw = await self.redis.hgetall(self.keys.job(job_id))
+        if not raw:
+            return None
+        return JobRecord.from_redis({_text(k): _text(v) for k, v in raw.items()})
 
 
 def _text(value: bytes | str) -> str:

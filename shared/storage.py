@@ -7,6 +7,7 @@ Every call that fails because the server cannot be reached raises
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from shared.errors import ErrorCode, ServiceError
 from shared.settings import Settings
 
+_PRESIGN_CACHE_SIZE = 4096
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket", "NoSuchUpload"}
 
 
@@ -140,6 +142,8 @@ class Storage:
         # Presigned URLs carry the host in their signature: sign for the host clients use.
         public = settings.s3_public_endpoint_url
         self._public_client = _client(settings, public) if public else None
+        # Signing costs ~0.4 ms a URL and clients poll: reuse a URL for half its lifetime.
+        self._presigned: dict[tuple[str, str | None], tuple[float, str]] = {}
 
     # --- health and set-up ---------------------------------------------------
     def ping(self) -> None:
@@ -192,14 +196,19 @@ class Storage:
     def presigned_url(self, key: str, filename: str | None = None) -> str:
         if self._public_client is None:
             raise RuntimeError("no public storage endpoint is configured")
+        cached = self._presigned.get((key, filename))
+        moment = time.monotonic()
+        if cached is not None and cached[0] > moment:
+            return cached[1]
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if filename:
             params["ResponseContentDisposition"] = f'inline; filename="{filename}"'
-        return str(
-            self._public_client.generate_presigned_url(
-                "get_object", Params=params, ExpiresIn=self.settings.presign_expiry_seconds
-            )
-        )
+        expiry = self.settings.presign_expiry_seconds
+        url = str(self._public_client.generate_presigned_url("get_object", Params=params, ExpiresIn=expiry))
+        if len(self._presigned) >= _PRESIGN_CACHE_SIZE:
+            self._presigned.clear()
+        self._presigned[(key, filename)] = (moment + expiry / 2, url)
+        return url
 
     @property
     def can_presign(self) -> bool:

@@ -11,12 +11,13 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
+from starlette.concurrency import run_in_threadpool
 
-from backend.deps import QueueDep, SettingsDep, StorageDep, StoreDep
+from backend.deps import QueueDep, ReaderDep, SettingsDep, StorageDep, StoreDep
 from backend.errors import error_responses
 from backend.views import JobPage, JobView, api_base, job_view
 from shared.errors import ErrorCode, ServiceError
-from shared.jobs import JobRecord, JobStatus, JobStore, now
+from shared.jobs import AsyncJobReader, JobRecord, JobStatus, JobStore, now
 from shared.keys import ResultName, job_prefixes, result_key
 from shared.settings import Settings
 
@@ -25,11 +26,25 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
+def _not_found(job_id: str) -> ServiceError:
+    return ServiceError(ErrorCode.JOB_NOT_FOUND, f"There is no job {job_id!r}.", {"job_id": job_id})
+
+
 def load_job(store: JobStore, settings: Settings, job_id: str) -> JobRecord:
     record = store.get(job_id) if _JOB_ID.match(job_id) else None
     if record is None:
-        raise ServiceError(ErrorCode.JOB_NOT_FOUND, f"There is no job {job_id!r}.", {"job_id": job_id})
+        raise _not_found(job_id)
     return store.fail_if_stale(record, settings.heartbeat_timeout_seconds)
+
+
+async def read_job(reader: AsyncJobReader, store: JobStore, settings: Settings, job_id: str) -> JobRecord:
+    """`load_job` for the hot polling path: no thread hop unless the job has gone stale."""
+    record = await reader.get(job_id) if _JOB_ID.match(job_id) else None
+    if record is None:
+        raise _not_found(job_id)
+    if record.is_stale(settings.heartbeat_timeout_seconds):
+        record = await run_in_threadpool(store.fail_if_stale, record, settings.heartbeat_timeout_seconds)
+    return record
 
 
 @router.get("", response_model=JobPage)
@@ -50,8 +65,10 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobView, responses=error_responses(404))
-def get_job(job_id: str, request: Request, store: StoreDep, storage: StorageDep, settings: SettingsDep) -> JobView:
-    record = load_job(store, settings, job_id)
+async def get_job(
+    job_id: str, request: Request, reader: ReaderDep, store: StoreDep, storage: StorageDep, settings: SettingsDep
+) -> JobView:
+    record = await read_job(reader, store, settings, job_id)
     return job_view(record, storage, api_base(settings, str(request.base_url)))
 
 

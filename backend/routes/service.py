@@ -16,7 +16,7 @@ router = APIRouter(tags=["service"])
 
 
 @router.get("/")
-def service_info(settings: SettingsDep) -> dict[str, Any]:
+async def service_info(settings: SettingsDep) -> dict[str, Any]:
     return {"service": "dance-analysis", "version": __version__, "mode": settings.mode, "docs": "/docs", "web": "/app/"}
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 
@@ -20,6 +21,25 @@ class DecodedFrame:
     time: float  # seconds from the first frame, from the container's pts
     pts: int | None
     image: np.ndarray  # (H, W, 3) BGR, upright
+
+
+def to_bgr(frame: av.VideoFrame) -> np.ndarray:
+    """BGR pixels of a decoded frame.
+
+    For the usual yuv420p, OpenCV's SIMD conversion is about 4x faster than
+    FFmpeg's single-threaded swscale that `to_ndarray(format="bgr24")` uses.
+    """
+    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+        return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
+    return frame.to_ndarray(format="bgr24")
+
+
+def from_bgr(image: np.ndarray) -> av.VideoFrame:
+    """A yuv420p frame for the H.264 encoder (OpenCV's conversion, as in `to_bgr`)."""
+    height, width = image.shape[:2]
+    if width % 2 == 0 and height % 2 == 0:
+        return av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+    return av.VideoFrame.from_ndarray(image, format="bgr24")
 
 
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -51,7 +71,7 @@ def decode_frames(path: Path, rotation: int, *, threads: int = 0) -> Iterator[De
             if start is None:
                 start = frame.pts or 0
             time = float((frame.pts - start) * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
-            image = upright(frame.to_ndarray(format="bgr24"), rotation)
+            image = upright(to_bgr(frame), rotation)
             yield DecodedFrame(index=index, time=max(time, 0.0), pts=frame.pts, image=image)
     finally:
         container.close()

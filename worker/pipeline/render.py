@@ -19,7 +19,7 @@ import av
 import cv2
 import numpy as np
 
-from worker.pipeline.decode import upright
+from worker.pipeline.decode import from_bgr, to_bgr, upright
 from worker.pipeline.records import Detection, FramePoses, PoseSequence, VideoInfo
 
 # Codecs an MP4 can carry as they are; others are re-encoded to AAC.
@@ -112,12 +112,12 @@ def render(
                             output.mux(out_audio.encode(resampled))
                 continue
             for frame in packet.decode():
-                image = upright(frame.to_ndarray(format="bgr24"), video.rotation)
+                image = upright(to_bgr(frame), video.rotation)
                 image = image[: out_video.height, : out_video.width]
                 posed = by_index.get(index)
                 if posed is not None:
                     draw_poses(image, posed.detections, poses.skeleton.edges)
-                out_frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+                out_frame = from_bgr(np.ascontiguousarray(image))
                 # The source's own timestamp: keeps variable frame rates and audio sync exact.
                 out_frame.pts = frame.pts
                 out_frame.time_base = time_base
