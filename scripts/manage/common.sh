@@ -127,7 +127,13 @@ ensure_venv() {
 		"$PYTHON" -c 'import sys; raise SystemExit(sys.version_info < (3, 11))' ||
 			die "$PYTHON is $("$PYTHON" -V 2>&1): Python 3.11+ is needed (set PYTHON)"
 		info "creating the virtualenv $VENV_DIR"
-		"$PYTHON" -m venv "$VENV_DIR" || die "could not create $VENV_DIR (on Debian: apt-get install python3-venv)"
+		if ! "$PYTHON" -m venv "$VENV_DIR"; then
+			# Debian's own python3 keeps venv/ensurepip in a separate package.
+			command -v apt-get >/dev/null 2>&1 || die "could not create $VENV_DIR with $PYTHON"
+			rm -rf "$VENV_DIR"
+			ensure_apt_packages python3-venv
+			"$PYTHON" -m venv "$VENV_DIR" || die "could not create $VENV_DIR with $PYTHON"
+		fi
 	fi
 	VENV_REQUIREMENTS="$req"
 	if is_true "${MANAGE_SKIP_INSTALL:-false}"; then
