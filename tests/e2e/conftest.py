@@ -99,6 +99,7 @@ def stack_env(local_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
         **{name: str(port) for name, port in ports.items()},
         "LOCAL_DIR": str(local_dir),
         "USE_MOCK_ANALYSIS": "true",
+        "MAX_UPLOAD_MB": "16",  # small, so the oversized-upload test sends little
         "STOP_TIMEOUT": "30",
     }
     # The stack's own values, not whatever the shell running pytest points at.

@@ -1,0 +1,142 @@
+"""Upload → storage → queue → worker → results, through the running local stack.
+
+The stack is what `./manage.sh local start` runs (real redis-server, real
+SeaweedFS, the API under uvicorn, a worker process, mock analysis). A generated
+H.264 clip goes in; the results come back through the links the API gives.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.result_schemas import validate
+from tests.e2e.conftest import LocalStack
+from tests.synthetic import make_clip, truncated_copy
+
+pytestmark = pytest.mark.e2e
+
+
+def upload(api: str, path: Path, **fields: str) -> httpx.Response:
+    with path.open("rb") as handle:
+        return httpx.post(f"{api}/analyze", files={"file": (path.name, handle, "video/mp4")}, data=fields, timeout=60)
+
+
+def wait_for(api: str, job_id: str, statuses: set[str], timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{api}/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still {job.get('status')} after {timeout} s: {job}")
+
+
+def ffprobe(path: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-show_format", "-of", "json", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return json.loads(out)
+
+
+def fetch(url: str, dest: Path) -> Path:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        dest.write_bytes(response.read())
+    return dest
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("e2e") / "dance.mp4", seconds=3, fps=25, size=(640, 360), audio=True)
+
+
+def test_clip_goes_in_and_results_come_out(local_stack: str, source: Path, tmp_path: Path) -> None:
+    accepted = upload(local_stack, source, profile="fast")
+    assert accepted.status_code == 202
+    job_id = accepted.json()["job_id"]
+    job = wait_for(local_stack, job_id, {"succeeded", "failed"})
+    assert job["status"] == "succeeded", job["error"]
+    assert set(job["results"]) == {"annotated.mp4", "poses.json", "poses.csv", "metrics.json"}
+
+    annotated = fetch(job["results"]["annotated.mp4"], tmp_path / "annotated.mp4")
+    out, src = ffprobe(annotated), ffprobe(source)
+    out_video = next(s for s in out["streams"] if s["codec_type"] == "video")
+    src_video = next(s for s in src["streams"] if s["codec_type"] == "video")
+    assert out_video["codec_name"] == "h264" and out_video["pix_fmt"] == "yuv420p"
+    assert int(out_video["nb_read_frames"]) == int(src_video["nb_read_frames"]) == 75
+    assert float(out_video["duration"]) == pytest.approx(float(src_video["duration"]), abs=0.01)
+    assert any(s["codec_type"] == "audio" for s in out["streams"]), "the audio track was lost"
+
+    poses = json.loads(fetch(job["results"]["poses.json"], tmp_path / "poses.json").read_text())
+    validate("poses", poses)
+    assert len(poses["frames"]) == 75 and 1 <= len(poses["tracks"]) <= 3
+    validate("metrics", json.loads(fetch(job["results"]["metrics.json"], tmp_path / "m.json").read_text()))
+    csv_head = fetch(job["results"]["poses.csv"], tmp_path / "poses.csv").read_text().splitlines()[0]
+    assert csv_head == "frame,time,track,keypoint,x,y,score"
+
+
+def test_manage_test_upload_shows_progress_and_links(local_stack_info: LocalStack, source: Path) -> None:
+    done = local_stack_info.manage("local", "test-upload", str(source), timeout=180)
+    output = done.stdout + done.stderr
+    assert "succeeded" in output
+    for name in ("annotated.mp4", "poses.json", "poses.csv", "metrics.json"):
+        assert name in done.stdout
+
+
+def test_bad_uploads_get_their_codes(local_stack: str, source: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    assert_error(upload(local_stack, empty), 422, "EMPTY_UPLOAD")
+
+    text = tmp_path / "text.mp4"
+    text.write_text("not a video\n" * 100)
+    assert_error(upload(local_stack, text), 415, "UNSUPPORTED_MEDIA")
+
+    truncated = truncated_copy(source, tmp_path / "truncated.mp4", keep=0.5)
+    accepted = upload(local_stack, truncated)
+    assert accepted.status_code == 202
+    job = wait_for(local_stack, accepted.json()["job_id"], {"succeeded", "failed"})
+    assert job["status"] == "failed" and job["error"]["code"] == "INVALID_VIDEO"
+    assert job["results"] == {}
+
+
+def test_oversized_upload(local_stack_info: LocalStack, tmp_path: Path, source: Path) -> None:
+    limit_mb = int(local_stack_info.env["MAX_UPLOAD_MB"])
+    big = tmp_path / "big.mp4"
+    with big.open("wb") as handle:
+        handle.write(source.read_bytes())
+        handle.write(b"\0" * ((limit_mb + 1) * 1024 * 1024))
+    assert_error(upload(local_stack_info.base_url, big), 413, "UPLOAD_TOO_LARGE")
+
+
+def test_unknown_job_cancel_finished_and_delete_running(local_stack: str, source: Path, tmp_path: Path) -> None:
+    assert_error(httpx.get(f"{local_stack}/jobs/{'0' * 32}"), 404, "JOB_NOT_FOUND")
+
+    finished = upload(local_stack, source).json()["job_id"]
+    wait_for(local_stack, finished, {"succeeded"})
+    assert_error(httpx.post(f"{local_stack}/jobs/{finished}/cancel"), 409, "JOB_ALREADY_FINISHED")
+
+    long_clip = make_clip(tmp_path / "long.mp4", seconds=40, fps=30, size=(640, 360))
+    running = upload(local_stack, long_clip).json()["job_id"]
+    wait_for(local_stack, running, {"running"})
+    assert_error(httpx.delete(f"{local_stack}/jobs/{running}"), 409, "JOB_RUNNING")
+    assert httpx.post(f"{local_stack}/jobs/{running}/cancel").json()["status"] == "canceled"
+    # The worker notices within seconds and is free for the next job.
+    nxt = upload(local_stack, source).json()["job_id"]
+    assert wait_for(local_stack, nxt, {"succeeded"}, timeout=60)["status"] == "succeeded"
+    assert httpx.delete(f"{local_stack}/jobs/{running}").status_code == 204
+    assert_error(httpx.get(f"{local_stack}/jobs/{running}"), 404, "JOB_NOT_FOUND")
