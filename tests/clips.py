@@ -13,7 +13,9 @@ Photos with known people counts:
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,6 +40,11 @@ def package_photo(name: str) -> Path | None:
 
 
 def pan_frames(image: np.ndarray, count: int, size: tuple[int, int], zoom: float = 0.1) -> list[np.ndarray]:
+    """`count` frames of a slow pan and zoom over `image` (see `iter_pan_frames`), as a list."""
+    return list(iter_pan_frames(image, count, size, zoom))
+
+
+def iter_pan_frames(image: np.ndarray, count: int, size: tuple[int, int], zoom: float = 0.1) -> Iterator[np.ndarray]:
     """`count` frames of a slow pan and zoom over `image`, each resized to `size` (width, height).
 
     The crop window keeps at least (1 - zoom) of the photo, so people near the
@@ -48,7 +55,6 @@ def pan_frames(image: np.ndarray, count: int, size: tuple[int, int], zoom: float
     aspect = out_w / out_h
     # Largest window of the output aspect inside the photo.
     base_w, base_h = (img_w, img_w / aspect) if img_w / img_h <= aspect else (img_h * aspect, img_h)
-    frames = []
     for i in range(count):
         t = i / max(count - 1, 1)
         scale = 1.0 - zoom * 0.5 * (1 - math.cos(math.pi * t))  # ease in/out
@@ -59,10 +65,7 @@ def pan_frames(image: np.ndarray, count: int, size: tuple[int, int], zoom: float
         # Sub-pixel crop + resize in one affine warp: smooth motion, no jumps.
         sx, sy = out_w / w, out_h / h
         matrix = np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy]], dtype=np.float64)
-        frames.append(
-            cv2.warpAffine(image, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        )
-    return frames
+        yield cv2.warpAffine(image, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 def store_rotated(upright: np.ndarray, rotation: int) -> np.ndarray:
@@ -81,7 +84,7 @@ def vfr_times(count: int, fps: float) -> list[float]:
 
 
 def write_clip(
-    frames: list[np.ndarray],
+    frames: Iterable[np.ndarray],
     out_path: Path,
     fps: float,
     *,
@@ -98,11 +101,19 @@ def write_clip(
     presentation times (variable frame rate).
     """
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    if not isinstance(frames, list | tuple):  # a generator: encode as it comes, memory stays flat
+        stream_in = iter(frames)
+        first = next(stream_in)
+        frames = itertools.chain([first], stream_in)
+    else:
+        first = frames[0]
     if times is None:
+        if not isinstance(frames, list | tuple):
+            raise ValueError("times are required when frames is an iterator")
         times = [i / fps for i in range(len(frames))]
     time_base = Fraction(1, 90000)
     with av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
-        stored0 = store_rotated(frames[0], rotation)
+        stored0 = store_rotated(first, rotation)
         stream = container.add_stream("libx264", rate=Fraction(round(fps * 1000), 1000))
         stream.width, stream.height = stored0.shape[1], stored0.shape[0]
         stream.pix_fmt = "yuv420p"
@@ -160,6 +171,6 @@ def make_pan_clip(
     if image is None:
         raise FileNotFoundError(image_path)
     count = max(2, round(seconds * fps))
-    times = vfr_times(count, fps) if vfr else None
-    frames = pan_frames(image, count, size, zoom=zoom)
+    times = vfr_times(count, fps) if vfr else [i / fps for i in range(count)]
+    frames = iter_pan_frames(image, count, size, zoom=zoom)
     return write_clip(frames, out_path, fps, rotation=rotation, audio=audio, times=times, preset=preset)

@@ -9,7 +9,7 @@ stays flat: only the poses are kept, never the frames.
 
 Profiles (CPU figures on 2 cores, see bench/bench_analysis.py):
 - fast: YOLO11n-pose at 384 px (long side), its 17 COCO keypoints.
-- accurate: YOLO11n-pose at 512 px for boxes and tracks, then BlazePose full
+- accurate: YOLO11n-pose at 384 px for boxes and tracks, then BlazePose full
   (33 landmarks) on each tracked dancer's crop.
 """
 
@@ -42,7 +42,8 @@ class ProfileConfig:
 
 PROFILES: dict[str, ProfileConfig] = {
     "fast": ProfileConfig(imgsz=384, pose="yolo"),
-    "accurate": ProfileConfig(imgsz=512, pose="blazepose"),
+    # BlazePose gives the keypoints here; YOLO only needs to find and follow the dancers.
+    "accurate": ProfileConfig(imgsz=384, pose="blazepose"),
 }
 # A GPU has time to spare: full resolution for the detector.
 GPU_IMGSZ = 640

@@ -1,0 +1,41 @@
+"""The real analysis through the lead's later stages: smooth, metrics, render, export (called directly)."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import pytest
+
+from shared.result_schemas import validate
+from worker.pipeline import export, metrics, probe, render, smooth
+
+pytestmark = pytest.mark.pipeline
+
+
+@pytest.mark.parametrize("profile", ["fast", "accurate"])
+def test_rendered_video_keeps_frames_duration_and_audio_and_poses_validate(analyzer, clip, tmp_path, profile):
+    path, written = clip(audio=True)
+    video = probe.probe(path)
+    assert video.has_audio
+    seq = analyzer.analyze(video, profile, lambda done: None)
+    seq = smooth.smooth_sequence(seq)
+    summary = metrics.compute_metrics("job", video, seq)
+    out = tmp_path / "annotated.mp4"
+    render.render(video, seq, out)
+    files = export.export(tmp_path, "job", video, seq, summary)
+
+    rendered = probe.probe(out)
+    assert rendered.frame_count == video.frame_count == len(written)
+    assert abs(rendered.duration - video.duration) < 1e-3
+    assert (rendered.width, rendered.height) == (video.width, video.height)
+    assert rendered.has_audio
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert container.streams.video[0].codec_context.pix_fmt == "yuv420p"
+
+    document = json.loads(next(p for name, p in files.items() if name.value == "poses.json").read_text())
+    validate("poses", document)
+    assert document["generator"]["mode"] == "real" and document["generator"]["smoothing"]
+    assert len(document["frames"]) == video.frame_count
+    assert len([t for t in document["tracks"] if t["frames_in_view"] >= video.frame_count // 2]) == 2
