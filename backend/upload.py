@@ -11,6 +11,7 @@ in a thread while the next one is being received.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -148,10 +149,8 @@ class StreamingUpload:
 
     async def abort(self) -> None:
         if self._inflight is not None:
-            try:
+            with contextlib.suppress(ServiceError):
                 await self._drain()
-            except ServiceError:
-                pass
         if self._writer is not None:
             await run_in_threadpool(self._writer.abort)
 
@@ -165,7 +164,9 @@ class StreamingUpload:
                 "Send the video as multipart/form-data with the file in the field 'file'.",
                 {"content_type": content_type},
             )
-        events: list[tuple[str, object]] = []
+        # (kind, data, extra): the parser's callbacks are synchronous, so they only record
+        # what happened; the async handling (storage I/O) runs after each chunk.
+        events: list[tuple[str, bytes, bytes]] = []
         header: dict[str, bytes] = {"field": b"", "value": b""}
 
         def on_header_field(data: bytes, start: int, end: int) -> None:
@@ -175,47 +176,45 @@ class StreamingUpload:
             header["value"] += data[start:end]
 
         def on_header_end() -> None:
-            events.append(("header", (header["field"].lower(), header["value"])))
+            events.append(("header", header["field"].lower(), header["value"]))
             header["field"], header["value"] = b"", b""
 
         callbacks = {
-            "on_part_begin": lambda: events.append(("begin", None)),
-            "on_part_data": lambda data, start, end: events.append(("data", bytes(data[start:end]))),
-            "on_part_end": lambda: events.append(("end", None)),
+            "on_part_begin": lambda: events.append(("begin", b"", b"")),
+            "on_part_data": lambda data, start, end: events.append(("data", bytes(data[start:end]), b"")),
+            "on_part_end": lambda: events.append(("end", b"", b"")),
             "on_header_field": on_header_field,
             "on_header_value": on_header_value,
             "on_header_end": on_header_end,
-            "on_headers_finished": lambda: events.append(("headers_done", None)),
+            "on_headers_finished": lambda: events.append(("headers_done", b"", b"")),
         }
         parser = MultipartParser(params[b"boundary"], callbacks)  # type: ignore[arg-type]
         part = _Part()
         try:
             async for chunk in body:
                 parser.write(chunk)
-                for event, payload in events:
-                    part = await self._handle(event, payload, part)
+                for event, data, extra in events:
+                    part = await self._handle(event, data, extra, part)
                 events.clear()
             parser.finalize()
-            for event, payload in events:
-                part = await self._handle(event, payload, part)
+            for event, data, extra in events:
+                part = await self._handle(event, data, extra, part)
         except BaseException:
             await self.abort()
             raise
         return self.result
 
-    async def _handle(self, event: str, payload: object, part: _Part) -> _Part:
+    async def _handle(self, event: str, data: bytes, extra: bytes, part: _Part) -> _Part:
         if event == "begin":
             return _Part()
         if event == "header":
-            name, value = payload  # type: ignore[misc]
-            part.headers[name] = value
+            part.headers[data] = extra
         elif event == "headers_done":
             _, options = parse_options_header(part.headers.get(b"content-disposition", b""))
             part.name = options.get(b"name", b"").decode("utf-8", "replace")
             filename = options.get(b"filename")
             part.filename = filename.decode("utf-8", "replace") if filename is not None else None
         elif event == "data":
-            data: bytes = payload  # type: ignore[assignment]
             if part.name == "file":
                 await self._file_data(part, data)
             else:

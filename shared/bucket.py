@@ -34,8 +34,9 @@ def ensure_bucket(storage: Storage, *, wait_seconds: float = 30) -> None:
         try:
             storage.ensure_bucket()
             break
-        except ServiceError:
-            if time.monotonic() > deadline:
+        except ServiceError as exc:
+            # Wait for a server that is still starting; a refusal (bad name, credentials) is final.
+            if "s3_code" in exc.details or time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
     try:
@@ -47,7 +48,11 @@ def ensure_bucket(storage: Storage, *, wait_seconds: float = 30) -> None:
 
 def main() -> int:
     storage = Storage(get_settings())
-    ensure_bucket(storage)
+    try:
+        ensure_bucket(storage)
+    except ServiceError as exc:
+        print(f"{exc.code.value}: {exc.message} {exc.details}", file=sys.stderr)
+        return 1
     print(f"bucket {storage.bucket} ready at {storage.settings.s3_endpoint_url}")
     return 0
 

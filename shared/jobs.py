@@ -163,7 +163,8 @@ class JobStore:
 
     def create(self, record: JobRecord) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.keys.job(record.job_id), mapping=record.to_redis())
+        fields: dict[Any, Any] = record.to_redis()  # redis-py's Mapping type is invariant in its keys
+        pipe.hset(self.keys.job(record.job_id), mapping=fields)
         pipe.zadd(self.keys.job_index(), {record.job_id: record.created_at})
         pipe.execute()
 
@@ -206,11 +207,11 @@ class JobStore:
     def fail_stale_running(self, heartbeat_timeout: float) -> list[str]:
         """Sweep every job; returns the ids that were failed as WORKER_LOST."""
         failed = []
-        for job_id in self.redis.zrange(self.keys.job_index(), 0, -1):
-            record = self.get(_text(job_id))
-            if record is not None and record.status is JobStatus.RUNNING:
-                if self.fail_if_stale(record, heartbeat_timeout).status is JobStatus.FAILED:
-                    failed.append(record.job_id)
+        for job_id in self._ids(0, -1, newest_first=False):
+            record = self.get(job_id)
+            if record is not None and record.is_stale(heartbeat_timeout):
+                self.fail_if_stale(record, heartbeat_timeout)
+                failed.append(record.job_id)
         return failed
 
     def delete(self, job_id: str) -> None:
@@ -219,21 +220,27 @@ class JobStore:
         pipe.zrem(self.keys.job_index(), job_id)
         pipe.execute()
 
+    def _ids(self, start: int, end: int, *, newest_first: bool = True) -> list[str]:
+        index = self.keys.job_index()
+        raw: Any = self.redis.zrevrange(index, start, end) if newest_first else self.redis.zrange(index, start, end)
+        return [_text(job_id) for job_id in raw]
+
     def list(self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 20) -> tuple[list[JobRecord], int]:
         """Newest first. Returns one page and the total number of matching jobs."""
         index = self.keys.job_index()
         if status is None:
             total = int(self.redis.zcard(index))
-            ids = self.redis.zrevrange(index, offset, offset + limit - 1)
-            records = [self.get(_text(job_id)) for job_id in ids]
+            records = [self.get(job_id) for job_id in self._ids(offset, offset + limit - 1)]
             return [r for r in records if r is not None], total
         # Filtering needs every record's status; one pipelined HGET per job keeps it one round trip.
-        ids = [_text(job_id) for job_id in self.redis.zrevrange(index, 0, -1)]
+        ids = self._ids(0, -1)
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hget(self.keys.job(job_id), "status")
         statuses = pipe.execute()
-        matching = [job_id for job_id, s in zip(ids, statuses, strict=True) if s is not None and _text(s) == status.value]
+        matching = [
+            job_id for job_id, s in zip(ids, statuses, strict=True) if s is not None and _text(s) == status.value
+        ]
         records = [self.get(job_id) for job_id in matching[offset : offset + limit]]
         return [r for r in records if r is not None], len(matching)
 
@@ -252,5 +259,5 @@ class AsyncJobReader:
         return JobRecord.from_redis({_text(k): _text(v) for k, v in raw.items()})
 
 
-def _text(value: bytes | str) -> str:
+def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value

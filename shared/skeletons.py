@@ -22,6 +22,7 @@ class Skeleton:
         return {"name": self.name, "keypoints": list(self.keypoints), "edges": [list(edge) for edge in self.edges]}
 
 
+# fmt: off
 COCO17 = Skeleton(
     name="coco17",
     keypoints=(
@@ -29,13 +30,13 @@ COCO17 = Skeleton(
         "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
         "left_wrist", "right_wrist", "left_hip", "right_hip",
         "left_knee", "right_knee", "left_ankle", "right_ankle",
-    ),  # fmt: skip
+    ),
     edges=(
         (0, 1), (0, 2), (1, 3), (2, 4),
         (5, 6), (5, 7), (7, 9), (6, 8), (8, 10),
         (5, 11), (6, 12), (11, 12),
         (11, 13), (13, 15), (12, 14), (14, 16),
-    ),  # fmt: skip
+    ),
 )
 
 BLAZEPOSE33 = Skeleton(
@@ -50,15 +51,17 @@ BLAZEPOSE33 = Skeleton(
         "left_hip", "right_hip", "left_knee", "right_knee",
         "left_ankle", "right_ankle", "left_heel", "right_heel",
         "left_foot_index", "right_foot_index",
-    ),  # fmt: skip
+    ),
     edges=(
         (0, 1), (1, 2), (2, 3), (3, 7), (0, 4), (4, 5), (5, 6), (6, 8), (9, 10),
         (11, 12), (11, 13), (13, 15), (15, 17), (15, 19), (15, 21), (17, 19),
         (12, 14), (14, 16), (16, 18), (16, 20), (16, 22), (18, 20),
         (11, 23), (12, 24), (23, 24),
         (23, 25), (24, 26), (25, 27), (26, 28), (27, 29), (28, 30), (29, 31), (30, 32), (27, 31), (28, 32),
-    ),  # fmt: skip
+    ),
 )
+
+# fmt: on
 
 SKELETONS = {skeleton.name: skeleton for skeleton in (COCO17, BLAZEPOSE33)}
 

@@ -40,7 +40,13 @@ def storage_errors() -> Iterator[None]:
     except ClientError as exc:
         if is_missing(exc):
             raise
-        raise _unavailable(exc) from exc
+        error = _unavailable(exc)
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if 400 <= status < 500:
+            # The server answered and refused (credentials, bucket name...): retrying will not help.
+            error.details["s3_code"] = str(exc.response.get("Error", {}).get("Code"))
+            error.message = f"Object storage refused the request ({error.details['s3_code']})."
+        raise error from exc
     except (BotoCoreError, EndpointConnectionError, OSError) as exc:
         raise _unavailable(exc) from exc
 

@@ -35,9 +35,7 @@ def main() -> int:
     if reaped:
         log.warning("marked %d job(s) whose worker died as failed (WORKER_LOST): %s", len(reaped), ", ".join(reaped))
     log.info("worker ready: mode=%s queue=%s", settings.mode, settings.queue_name)
-    worker = SimpleWorker(
-        [get_queue(settings, context.redis)], connection=context.redis, serializer=JSONSerializer
-    )
+    worker = SimpleWorker([get_queue(settings, context.redis)], connection=context.redis, serializer=JSONSerializer)
     worker.work(with_scheduler=False)
     return 0
 

@@ -65,12 +65,14 @@ class JobReporter:
             try:
                 if not self.store.update(self.job_id, only_if=_RUNNING, heartbeat_at=now()):
                     self._canceled.set()
-            except Exception:  # noqa: BLE001 - a missed beat must not kill the job; the next one retries
+            except Exception:
                 continue
 
     # --- reporting ------------------------------------------------------------
     def _write(self, **fields: object) -> None:
-        if self._canceled.is_set() or not self.store.update(self.job_id, only_if=_RUNNING, heartbeat_at=now(), **fields):
+        if self._canceled.is_set() or not self.store.update(
+            self.job_id, only_if=_RUNNING, heartbeat_at=now(), **fields
+        ):
             self._canceled.set()
             raise JobCanceled(self.job_id)
 
@@ -85,12 +87,16 @@ class JobReporter:
             )
 
     def enter(self, stage: JobStage, frames_total: int | None = None) -> None:
+        """Start a stage. A frame-by-frame stage (given `frames_total`) counts its frames from 0;
+        other stages leave the last frame count as it was."""
         self.check()
         self.stage = stage
+        start, _ = STAGE_SPAN.get(stage, (1.0, 1.0))
+        fields: dict[str, object] = {"stage": stage, "progress": round(start, 4)}
         if frames_total is not None:
             self.frames_total = frames_total
-        start, _ = STAGE_SPAN.get(stage, (1.0, 1.0))
-        self._write(stage=stage, progress=round(start, 4), frames_done=0, frames_total=self.frames_total)
+            fields.update(frames_done=0, frames_total=frames_total)
+        self._write(**fields)
         self._last_report = time.monotonic()
 
     def frames(self, frames_done: int) -> None:

@@ -19,6 +19,7 @@ from rq.timeouts import JobTimeoutException
 from shared.errors import ErrorCode, JobCanceled, ServiceError
 from shared.jobs import JobRecord, JobStage, JobStatus, now
 from shared.keys import ResultName
+from worker.analysis.base import Profile
 from worker.context import WorkerContext, get_context
 from worker.pipeline import export, fetch, metrics, probe, render, smooth, upload
 from worker.progress import JobReporter
@@ -55,6 +56,7 @@ def run(ctx: WorkerContext, job_id: str) -> str:
             status=JobStatus.SUCCEEDED,
             stage=JobStage.DONE,
             progress=1.0,
+            frames_done=reporter.frames_total,
             results=results,
             finished_at=now(),
         )
@@ -99,7 +101,7 @@ def _run_stages(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tm
     ctx.store.update(job_id, only_if=(JobStatus.RUNNING,), video=video.to_dict(), frames_total=video.frame_count)
 
     reporter.enter(JobStage.ANALYZING, frames_total=video.frame_count)
-    profile = "accurate" if record.profile == "accurate" else "fast"
+    profile: Profile = "accurate" if record.profile == "accurate" else "fast"
     poses = ctx.analyzer.analyze(video, profile, reporter.frames)
     poses = smooth.smooth_sequence(poses)
     summary = metrics.compute_metrics(job_id, video, poses)

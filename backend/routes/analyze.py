@@ -75,7 +75,9 @@ async def analyze(
     try:
         await run_in_threadpool(store.redis.ping)
     except Exception as exc:
-        raise ServiceError(ErrorCode.QUEUE_UNAVAILABLE, "The job queue (Redis) is unavailable.", {"reason": str(exc)}) from exc
+        raise ServiceError(
+            ErrorCode.QUEUE_UNAVAILABLE, "The job queue (Redis) is unavailable.", {"reason": str(exc)}
+        ) from exc
 
     job_id = uuid.uuid4().hex
     upload = StreamingUpload(storage, settings.max_upload_bytes, lambda ext: upload_key(job_id, ext))
@@ -117,7 +119,9 @@ def _record_and_enqueue(store: JobStore, queue: Queue, settings: Settings, recor
     try:
         store.create(record)
     except Exception as exc:
-        raise ServiceError(ErrorCode.QUEUE_UNAVAILABLE, "The job queue (Redis) is unavailable.", {"reason": str(exc)}) from exc
+        raise ServiceError(
+            ErrorCode.QUEUE_UNAVAILABLE, "The job queue (Redis) is unavailable.", {"reason": str(exc)}
+        ) from exc
     try:
         enqueue_analysis(queue, settings, record.job_id)
     except Exception as exc:

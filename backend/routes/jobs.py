@@ -74,7 +74,10 @@ async def get_job(
 
 @router.get(
     "/{job_id}/results/{name}",
-    responses={200: {"content": {"video/mp4": {}, "application/json": {}, "text/csv": {}}}, **error_responses(404, 409)},
+    responses={
+        200: {"content": {"video/mp4": {}, "application/json": {}, "text/csv": {}}},
+        **error_responses(404, 409),
+    },
 )
 def get_result(
     job_id: str,
@@ -140,7 +143,8 @@ def cancel_job(
     if not canceled:  # it finished in the meantime
         record = load_job(store, settings, job_id)
         raise ServiceError(
-            ErrorCode.JOB_ALREADY_FINISHED, f"The job has already finished ({record.status.value}).",
+            ErrorCode.JOB_ALREADY_FINISHED,
+            f"The job has already finished ({record.status.value}).",
             {"status": record.status.value},
         )
     if record.status is JobStatus.QUEUED:

@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.main import create_app
+from shared.errors import ServiceError
 from shared.jobs import JobStatus
 from shared.result_schemas import validate
 from shared.settings import Settings
@@ -99,7 +100,7 @@ def test_upload_runs_to_success_with_every_result(
 
     done = client.get(f"/jobs/{job_id}").json()
     assert done["status"] == "succeeded" and done["stage"] == "done" and done["progress"] == 1.0
-    assert done["frames_total"] == 30 and done["error"] is None
+    assert done["frames_total"] == done["frames_done"] == 30 and done["error"] is None
     assert done["started_at"] and done["finished_at"] >= done["started_at"]
     assert set(done["results"]) == {"annotated.mp4", "poses.json", "poses.csv", "metrics.json"}
     assert done["video"]["frame_count"] == 30 and done["video"]["has_audio"] is True
@@ -202,7 +203,7 @@ def test_truncated_mp4_fails_the_job_with_invalid_video(
 ) -> None:
     cut = truncated_copy(clip, tmp_path / "cut.mp4", keep=0.5)
     job_id = upload(client, cut)["body"]["job_id"]
-    with pytest.raises(Exception):  # re-raised so RQ files it under failed jobs
+    with pytest.raises(ServiceError):  # re-raised so RQ files it under failed jobs
         run(worker_ctx, job_id)
     job = client.get(f"/jobs/{job_id}").json()
     assert job["status"] == "failed"
@@ -284,9 +285,7 @@ def test_delete_removes_record_and_every_object(
     assert_error(response.status_code, response.json(), 404, "JOB_NOT_FOUND")
 
 
-def test_list_is_newest_first_paginated_and_filtered(
-    client: TestClient, worker_ctx: WorkerContext, clip: Path
-) -> None:
+def test_list_is_newest_first_paginated_and_filtered(client: TestClient, worker_ctx: WorkerContext, clip: Path) -> None:
     ids = [upload(client, clip)["body"]["job_id"] for _ in range(3)]
     run(worker_ctx, ids[0])
     page = client.get("/jobs?limit=2").json()

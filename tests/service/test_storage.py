@@ -182,3 +182,21 @@ def test_an_unreachable_server_is_storage_unavailable(service_settings: Settings
     with pytest.raises(ServiceError) as failure:
         storage.exists("anything")
     assert failure.value.code is ErrorCode.STORAGE_UNAVAILABLE
+
+
+def test_a_refusal_is_final_not_waited_for(service_settings: Settings) -> None:
+    from shared.bucket import ensure_bucket
+
+    bad = Storage(service_settings.model_copy(update={"s3_bucket": "Not_A_Valid_Bucket"}))
+    attempts: list[int] = []
+    real_ensure = bad.ensure_bucket
+
+    def counted() -> None:
+        attempts.append(1)
+        real_ensure()
+
+    bad.ensure_bucket = counted  # type: ignore[method-assign]
+    with pytest.raises(ServiceError) as caught:
+        ensure_bucket(bad, wait_seconds=30)
+    assert caught.value.details["s3_code"] == "InvalidBucketName"
+    assert len(attempts) == 1, "a refusal must not be retried"

@@ -112,7 +112,9 @@ class MockAnalyzer:
 
     def analyze(self, video: VideoInfo, profile: Profile, progress: ProgressFn) -> PoseSequence:
         times = frame_times(video.path)
-        seed = int(hashlib.sha256(f"{video.size_bytes}:{video.frame_count}:{video.duration}".encode()).hexdigest()[:8], 16)
+        seed = int(
+            hashlib.sha256(f"{video.size_bytes}:{video.frame_count}:{video.duration}".encode()).hexdigest()[:8], 16
+        )
         styles = styles_for(seed)
         rng = np.random.default_rng(seed + 1)
         frames: list[FramePoses] = []

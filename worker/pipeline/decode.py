@@ -38,7 +38,8 @@ def from_bgr(image: np.ndarray) -> av.VideoFrame:
     """A yuv420p frame for the H.264 encoder (OpenCV's conversion, as in `to_bgr`)."""
     height, width = image.shape[:2]
     if width % 2 == 0 and height % 2 == 0:
-        return av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+        yuv = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
+        return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
     return av.VideoFrame.from_ndarray(image, format="bgr24")
 
 

@@ -9,6 +9,7 @@ raises INVALID_VIDEO with a message a person understands.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import av
@@ -25,8 +26,9 @@ def probe(path: Path, *, max_seconds: float | None = None) -> VideoInfo:
     try:
         container = av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise _invalid("The file is not a video we can read (it may be corrupt, truncated or not a video at all).",
-                       reason=str(exc)) from exc
+        raise _invalid(
+            "The file is not a video we can read (it may be corrupt, truncated or not a video at all).", reason=str(exc)
+        ) from exc
     with container:
         if not container.streams.video:
             raise _invalid("The file has no video track.")
@@ -62,11 +64,11 @@ def probe(path: Path, *, max_seconds: float | None = None) -> VideoInfo:
             first = next(container.decode(stream))
         except (av.FFmpegError, StopIteration) as exc:
             raise _invalid("The video frames could not be decoded.", reason=str(exc)) from exc
-        rotation = int(round(first.rotation or 0)) % 360
+        rotation = round(first.rotation or 0) % 360
         coded_w, coded_h = first.width, first.height
 
     pts.sort()
-    deltas = [b - a for a, b in zip(pts, pts[1:], strict=False)]
+    deltas = [b - a for a, b in itertools.pairwise(pts)]
     frame_step = (sorted(deltas)[len(deltas) // 2] if deltas else 1) or 1
     start = pts[0]
     # Duration as a player sees it: up to the end of the last frame.

@@ -56,7 +56,14 @@ def draw_poses(image: np.ndarray, detections: list[Detection], edges: tuple[tupl
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         cv2.rectangle(image, (x1, max(y1 - th - 8, 0)), (x1 + tw + 8, max(y1, th + 8)), color, -1)
         cv2.putText(
-            image, label, (x1 + 4, max(y1 - 4, th + 4)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness, cv2.LINE_AA
+            image,
+            label,
+            (x1 + 4, max(y1 - 4, th + 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (0, 0, 0),
+            thickness,
+            cv2.LINE_AA,
         )
         cv2.rectangle(image, (x1, y1), (x2, y2), color, 1, cv2.LINE_AA)
 
@@ -112,6 +119,8 @@ def render(
                             output.mux(out_audio.encode(resampled))
                 continue
             for frame in packet.decode():
+                if not isinstance(frame, av.VideoFrame):
+                    continue
                 image = upright(to_bgr(frame), video.rotation)
                 image = image[: out_video.height, : out_video.width]
                 posed = by_index.get(index)
