@@ -25,6 +25,7 @@ import pytest
 
 from shared.settings import Settings
 from tests.services import free_port
+from tests.tools import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -49,13 +50,11 @@ def browser_tools() -> BrowserTools:
     chromium = CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
     node = shutil.which("node")
     if not chromium or not node:
-        pytest.skip(
-            "needs Debian's chromium and Node.js (apt-get install -y chromium nodejs npm; ./manage.sh test does it)"
-        )
+        missing_tool("Debian's chromium and Node.js (apt-get install -y chromium nodejs npm)")
     if not (HERE / "node_modules" / "playwright-core").is_dir():
         npm = shutil.which("npm")
         if not npm:
-            pytest.skip("needs npm to install playwright-core (apt-get install -y npm)")
+            missing_tool("npm, to install playwright-core (apt-get install -y npm)")
         done = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
             cwd=HERE, capture_output=True, text=True, timeout=300, check=False,

@@ -11,24 +11,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
+from tests.tools import find_tool, missing_tool
+
 REPO = Path(__file__).resolve().parents[2]
 
-
-def missing_tool(what: str) -> NoReturn:
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(f"{what} is not installed (it is in the project's requirements)")
-    pytest.skip(f"{what} is not installed")
-
-
-def find_tool(name: str) -> str | None:
-    """A tool from PATH or from the running interpreter's bin dir (the venv)."""
-    return shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+__all__ = ["REPO", "find_tool", "missing_tool"]
 
 
 def compose_command() -> list[str] | None:
