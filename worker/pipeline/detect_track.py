@@ -288,11 +288,11 @@ class ByteTracker:
         self.frame_id += 1
         scores = dets.scores
         high = [
-            self._new(dets.boxes[i].astype(np.float64), float(scores[i]), i)
+            self._new(dets.boxes[i].astype(np.float64), float(scores[i]), int(i))
             for i in np.flatnonzero(scores >= self.high)
         ]
         low_mask = (scores > self.low) & (scores < self.high)
-        low = [self._new(dets.boxes[i].astype(np.float64), float(scores[i]), i) for i in np.flatnonzero(low_mask)]
+        low = [self._new(dets.boxes[i].astype(np.float64), float(scores[i]), int(i)) for i in np.flatnonzero(low_mask)]
 
         unconfirmed = [t for t in self.tracked if not t.activated]
         confirmed = [t for t in self.tracked if t.activated]
@@ -303,7 +303,9 @@ class ByteTracker:
             track.mean, track.cov = self.kf.predict(track.mean, track.cov)
         for track in pool:
             track.det_index = -1
-        activated, refound, lost_now = [], [], []
+        activated: list[_Track] = []
+        refound: list[_Track] = []
+        lost_now: list[_Track] = []
 
         # 1. high-score detections against every tracked and lost track
         matches, u_track, u_det = linear_assignment(self._dists(pool, high, self.fuse_score), self.match)
