@@ -60,6 +60,16 @@ main() {
 				return
 			fi
 		done
+		# "./manage.sh gpu start": a word before a command is a profile, and this one is unknown.
+		if [[ $# -gt 0 && -f "$COMPOSE_SCRIPT" ]]; then
+			# shellcheck source=/dev/null
+			source "$COMPOSE_SCRIPT"
+			local known
+			for known in "${COMPOSE_COMMANDS[@]}"; do
+				[[ "$cmd" == "$known" ]] && { compose_dispatch cpu "$cmd" "$@"; return; }
+			done
+			die "unknown profile '$cmd' (one of: local ${COMPOSE_PROFILES[*]})"
+		fi
 		compose_dispatch cpu "$cmd" "$@"
 		;;
 	esac

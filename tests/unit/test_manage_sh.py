@@ -101,3 +101,11 @@ def test_a_bad_port_is_refused(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "LOCAL_DIR": str(tmp_path / "local"), "API_PORT": "80000"}
     done = run("local", "status", env=env)
     assert done.returncode == 1 and "API_PORT=80000" in done.stderr
+
+
+def test_an_unknown_profile_is_named_as_such() -> None:
+    done = run("gpu", "start")
+    assert done.returncode != 0
+    assert done.stderr == "error: unknown profile 'gpu' (one of: local cpu nvidia amd mac)\n"
+    done = run("frobnicate")
+    assert done.returncode != 0 and "unknown command 'frobnicate'" in done.stderr
