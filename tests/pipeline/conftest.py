@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.clips import make_pan_clip, package_photo
+from tests.tools import missing_tool
 
 ML_MODULES = ("onnxruntime", "ai_edge_litert", "ultralytics", "lap")
 FPS = 15.0
@@ -29,7 +30,7 @@ def _ml_missing() -> list[str]:
 def models():
     missing = _ml_missing()
     if missing:
-        pytest.skip(f"ML packages missing ({', '.join(missing)}): pip install -r requirements-gpu.txt")
+        missing_tool(f"the ML packages {', '.join(missing)} (pip install -r requirements-gpu.txt)")
     from worker.models.catalog import models_dir
     from worker.models.prepare import missing_files, prepare
     from worker.models.runtime import load_models

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
 from shared.errors import ErrorCode, ServiceError
 from shared.skeletons import COCO17
+from tests.tools import missing_tool
 from worker.pipeline.records import Detection, FramePoses, PoseSequence
 from worker.pipeline.smooth import smooth_sequence
 
@@ -93,7 +96,8 @@ def test_mock_sequences_smooth_too(tmp_path):
 
 
 def test_tracker_keeps_ids_through_crossing_and_a_short_dropout():
-    pytest.importorskip("lap")
+    if importlib.util.find_spec("lap") is None:
+        missing_tool("lap (pip install -r requirements-gpu.txt)")
     from worker.pipeline.detect_track import ByteTracker, PoseDetections
 
     tracker = ByteTracker(fps=30)
