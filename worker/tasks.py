@@ -39,7 +39,12 @@ def run(ctx: WorkerContext, job_id: str) -> str:
         log.info("job %s no longer exists; nothing to do", job_id)
         return "missing"
     started = ctx.store.update(
-        job_id, only_if=(JobStatus.QUEUED,), status=JobStatus.RUNNING, started_at=now(), heartbeat_at=now()
+        job_id,
+        only_if=(JobStatus.QUEUED,),
+        status=JobStatus.RUNNING,
+        stage=JobStage.FETCHING,
+        started_at=now(),
+        heartbeat_at=now(),
     )
     if not started:
         # Canceled while queued (or run by another worker already): never runs.

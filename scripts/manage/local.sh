@@ -425,6 +425,7 @@ local_status() {
 	done
 	cat <<EOF
 URLs
+  Web page      $API_URL/app/
   API           $API_URL
   API docs      $API_URL/docs
   RQ dashboard  $DASHBOARD_URL

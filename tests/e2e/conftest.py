@@ -116,6 +116,7 @@ def local_stack_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local
     stack = LocalStack(f"http://127.0.0.1:{ports['API_PORT']}", local_dir, env, ports)
     stack.urls = {
         "api": stack.base_url,
+        "web": f"{stack.base_url}/app/",
         "docs": f"{stack.base_url}/docs",
         "dashboard": f"http://127.0.0.1:{ports['DASHBOARD_PORT']}",
         "s3": f"http://127.0.0.1:{ports['S3_PORT']}",
