@@ -9,6 +9,7 @@ from typing import Annotated
 from botocore.exceptions import ClientError
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from starlette.concurrency import run_in_threadpool
@@ -172,7 +173,7 @@ def delete_job(job_id: str, store: StoreDep, storage: StorageDep, settings: Sett
     return Response(status_code=204)
 
 
-def _drop_from_queue(queue: QueueDep, job_id: str) -> None:
+def _drop_from_queue(queue: Queue, job_id: str) -> None:
     # The worker also skips jobs that are no longer queued; this just keeps the queue tidy.
     with contextlib.suppress(NoSuchJobError):
         Job.fetch(job_id, connection=queue.connection, serializer=queue.serializer).cancel()
