@@ -253,7 +253,7 @@ def test_missing_env_file(stack: Stack) -> None:
     ("args", "line"),
     [
         (["cpu", "frobnicate"], "error: unknown command 'frobnicate' (one of: start stop restart status logs"),
-        (["gpu", "start"], "error: unknown command 'gpu'"),
+        (["gpu", "start"], "error: unknown profile 'gpu'"),
         (["cpu", "test-upload"], "error: usage: ./manage.sh PROFILE test-upload FILE"),
         (["cpu", "test-upload", "/no/such/video.mp4"], "error: no such file: /no/such/video.mp4"),
         (["cpu", "clean", "--force"], "error: clean: unknown option '--force'"),
