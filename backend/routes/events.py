@@ -22,21 +22,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
-from backend.deps import SettingsDep, StorageDep, StoreDep
+from backend.deps import ReaderDep, SettingsDep, StorageDep, StoreDep
 from backend.errors import error_responses
-from backend.routes.jobs import load_job
+from backend.routes.jobs import read_job
 from backend.views import JobView, api_base, job_view
+from shared.errors import ErrorCode, ServiceError
 from shared.jobs import JobStore
 from shared.settings import Settings
-from shared.storage import Storage
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -64,28 +63,36 @@ def _event(view: JobView) -> str:
     },
 )
 async def job_events(
-    job_id: str, request: Request, store: StoreDep, storage: StorageDep, settings: SettingsDep
+    job_id: str, request: Request, reader: ReaderDep, store: StoreDep, storage: StorageDep, settings: SettingsDep
 ) -> StreamingResponse:
     """Push the job's status: now, on every change, and a last time when it ends."""
     # Unknown job (or Redis down): a normal JSON error envelope, before any stream starts.
-    await run_in_threadpool(load_job, store, settings, job_id)
+    await read_job(reader, store, settings, job_id)
     base = api_base(settings, str(request.base_url))
+
+    async def current() -> JobView | None:
+        try:
+            record = await read_job(reader, store, settings, job_id)
+        except ServiceError as exc:
+            if exc.code is ErrorCode.JOB_NOT_FOUND:
+                return None
+            raise
+        return job_view(record, storage, base)
+
     return StreamingResponse(
-        _stream(request, job_id, store, storage, settings, base),
+        _stream(request, job_id, current, store, settings),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"},
     )
 
 
 async def _stream(
-    request: Request, job_id: str, store: JobStore, storage: Storage, settings: Settings, base: str
+    request: Request,
+    job_id: str,
+    current: Callable[[], Awaitable[JobView | None]],
+    store: JobStore,
+    settings: Settings,
 ) -> AsyncIterator[str]:
-    def current() -> JobView | None:
-        record = store.get(job_id)
-        if record is None:
-            return None
-        return job_view(store.fail_if_stale(record, settings.heartbeat_timeout_seconds), storage, base)
-
     client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, health_check_interval=30)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     try:
@@ -95,7 +102,7 @@ async def _stream(
         last: JobView | None = None
         last_sent = last_check = time.monotonic()
         while True:
-            view = await run_in_threadpool(current)
+            view = await current()
             last_check = time.monotonic()
             if view is None:  # deleted while we watched
                 yield f"event: deleted\ndata: {json.dumps({'job_id': job_id})}\n\n"
