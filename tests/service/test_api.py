@@ -370,3 +370,44 @@ def test_enqueue_failure_leaves_neither_object_nor_job(
     assert_error(result["status"], result["body"], 503, "QUEUE_UNAVAILABLE")
     assert stored_keys(settings) == []
     assert client.get("/jobs").json()["total"] == 0
+
+
+def test_client_that_disconnects_mid_upload_leaves_nothing(settings: Settings, clip: Path) -> None:
+    import socket
+
+    import uvicorn
+
+    from tests.services import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        boundary = "cut"
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.mp4"\r\n'
+            "Content-Type: video/mp4\r\n\r\n"
+        ).encode()
+        body_size = 40 * 1024 * 1024
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(
+                f"POST /analyze HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+                f"Content-Length: {body_size}\r\n\r\n".encode()
+            )
+            sock.sendall(head + clip.read_bytes() + b"\0" * (12 * 1024 * 1024))  # two 5 MB parts stored
+            # Wait until storage holds an unfinished upload, then vanish.
+            while not pending_multipart_uploads(settings) and time.monotonic() < deadline + 20:
+                time.sleep(0.05)
+            assert pending_multipart_uploads(settings), "the upload never reached storage"
+        deadline = time.monotonic() + 20
+        while pending_multipart_uploads(settings) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pending_multipart_uploads(settings) == []
+        assert stored_keys(settings) == []
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
