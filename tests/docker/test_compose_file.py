@@ -150,6 +150,8 @@ def test_rq_dashboard_is_behind_basic_auth(spec: dict[str, Any]) -> None:
     assert env["RQ_DASHBOARD_PASSWORD"].startswith("${RQ_DASHBOARD_PASSWORD:?")
     assert "RQ_DASHBOARD_USERNAME" in env
     assert dashboard["command"][0] == "rq-dashboard"
+    # Jobs are JSON-serialized (shared/queue.py): the dashboard must read them as such.
+    assert "--json" in dashboard["command"]
 
 
 def test_app_environment_names_are_settings(spec: dict[str, Any]) -> None:
