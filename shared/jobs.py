@@ -16,6 +16,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from shared.errors import ErrorCode, ServiceError
 from shared.keys import RedisKeys
 
 
@@ -79,12 +80,13 @@ class JobRecord:
     _FLOAT_FIELDS = ("progress", "created_at", "started_at", "finished_at", "heartbeat_at")
     _INT_FIELDS = ("frames_done", "frames_total", "size_bytes")
 
+    def silent_seconds(self) -> float:
+        """Seconds since the last sign of life from the job's worker (or since it was created)."""
+        return now() - (self.heartbeat_at or self.started_at or self.created_at)
+
     def is_stale(self, heartbeat_timeout: float) -> bool:
         """Running, but its worker has been silent longer than `heartbeat_timeout` seconds."""
-        if self.status is not JobStatus.RUNNING:
-            return False
-        last_sign = self.heartbeat_at or self.started_at or self.created_at
-        return now() - last_sign >= heartbeat_timeout
+        return self.status is JobStatus.RUNNING and self.silent_seconds() >= heartbeat_timeout
 
     def to_redis(self) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -169,10 +171,7 @@ class JobStore:
         pipe.execute()
 
     def get(self, job_id: str) -> JobRecord | None:
-        raw = self.redis.hgetall(self.keys.job(job_id))
-        if not raw:
-            return None
-        return JobRecord.from_redis({_text(k): _text(v) for k, v in raw.items()})
+        return _record(self.redis.hgetall(self.keys.job(job_id)))
 
     def update(self, job_id: str, *, only_if: tuple[JobStatus, ...] = (), **fields: Any) -> bool:
         """Set fields atomically, only while the job is in one of `only_if` (any status when empty).
@@ -193,14 +192,17 @@ class JobStore:
         """
         if not record.is_stale(heartbeat_timeout):
             return record
-        last_sign = record.heartbeat_at or record.started_at or record.created_at
-        error = {
-            "code": "WORKER_LOST",
-            "message": "The worker running this job stopped responding; please upload the video again.",
-            "details": {"silent_seconds": round(now() - last_sign, 1)},
-        }
+        error = ServiceError(
+            ErrorCode.WORKER_LOST,
+            "The worker running this job stopped responding; please upload the video again.",
+            {"silent_seconds": round(record.silent_seconds(), 1)},
+        )
         self.update(
-            record.job_id, only_if=(JobStatus.RUNNING,), status=JobStatus.FAILED, error=error, finished_at=now()
+            record.job_id,
+            only_if=(JobStatus.RUNNING,),
+            status=JobStatus.FAILED,
+            error=error.to_dict(),
+            finished_at=now(),
         )
         return self.get(record.job_id) or record
 
@@ -253,10 +255,14 @@ class AsyncJobReader:
         self.keys = keys
 
     async def get(self, job_id: str) -> JobRecord | None:
-        raw = await self.redis.hgetall(self.keys.job(job_id))
-        if not raw:
-            return None
-        return JobRecord.from_redis({_text(k): _text(v) for k, v in raw.items()})
+        return _record(await self.redis.hgetall(self.keys.job(job_id)))
+
+
+def _record(raw: Any) -> JobRecord | None:
+    """A record from HGETALL's reply (bytes or str), None for a job that does not exist."""
+    if not raw:
+        return None
+    return JobRecord.from_redis({_text(k): _text(v) for k, v in raw.items()})
 
 
 def _text(value: Any) -> str:

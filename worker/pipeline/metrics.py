@@ -42,6 +42,11 @@ def _stats(values: list[float | None]) -> dict[str, float | None]:
     }
 
 
+def _speed_summary(px: list[float | None], norm: list[float | None]) -> dict[str, float | None]:
+    stats = _stats(px)
+    return {"mean_px_s": stats["mean"], "max_px_s": stats["max"], "mean_body_heights_s": _stats(norm)["mean"]}
+
+
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None or math.isnan(value) else round(value, digits)
 
@@ -94,14 +99,7 @@ def dancer_metrics(track: list[tuple[float, Detection]], names: tuple[str, ...])
         "first_time": round(times[0], 6),
         "last_time": round(times[-1], 6),
         "joint_angles": {joint: _stats(series) for joint, series in angles.items()},
-        "speeds": {
-            name: {
-                "mean_px_s": _stats(speeds_px[name])["mean"],
-                "max_px_s": _stats(speeds_px[name])["max"],
-                "mean_body_heights_s": _stats(speeds_norm[name])["mean"],
-            }
-            for name in speeds_px
-        },
+        "speeds": {name: _speed_summary(speeds_px[name], speeds_norm[name]) for name in speeds_px},
         "movement_energy": round(float(energy_terms[1:].mean()) if len(track) > 1 else 0.0, 5),
     }
     return {
