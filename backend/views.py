@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from shared.jobs import JobRecord, JobStage, JobStatus
 from shared.keys import result_key
+from shared.profiles import Profile
 from shared.settings import Settings
 from shared.storage import Storage
 
@@ -29,7 +30,7 @@ class JobView(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    profile: str
+    profile: Profile
     mode: str
     filename: str
     size_bytes: int

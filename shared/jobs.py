@@ -18,6 +18,7 @@ import redis.asyncio
 
 from shared.errors import ErrorCode, ServiceError
 from shared.keys import RedisKeys
+from shared.profiles import Profile
 
 
 class JobStatus(str, Enum):
@@ -68,7 +69,7 @@ class JobRecord:
     heartbeat_at: float | None = None
     error: dict[str, Any] | None = None
     results: list[str] = field(default_factory=list)
-    profile: str = "fast"
+    profile: Profile = Profile.FAST
     mode: str = "mock"
     source_key: str = ""
     filename: str = ""
@@ -117,6 +118,7 @@ class JobRecord:
                 values[name] = text
         values["status"] = JobStatus(values.get("status", "queued"))
         values["stage"] = JobStage(values.get("stage", "queued"))
+        values["profile"] = Profile(values.get("profile") or Profile.FAST.value)
         values["progress"] = values.get("progress") or 0.0
         values["results"] = values.get("results") or []
         return cls(**values)

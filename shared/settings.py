@@ -12,8 +12,9 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.profiles import Profile
+
 Device = Literal["auto", "cpu", "cuda", "mps"]
-Profile = Literal["fast", "accurate"]
 
 
 class Settings(BaseSettings):
@@ -45,7 +46,7 @@ class Settings(BaseSettings):
 
     # --- Analysis ------------------------------------------------------------
     use_mock_analysis: bool = False
-    default_profile: Profile = "fast"
+    default_profile: Profile = Profile.FAST
     device: Device = "auto"
     max_video_seconds: float = Field(30 * 60, gt=0)
     # Budget per job: base + factor x video duration (see worker/timeouts.py).

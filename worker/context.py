@@ -11,7 +11,7 @@ from shared.jobs import JobStore
 from shared.keys import RedisKeys
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
-from worker.analysis.base import Analyzer, load_analyzer
+from worker.analysis import Analyzer, load_analyzer
 
 
 @dataclass

@@ -24,13 +24,13 @@ from backend.views import JobAccepted, api_base
 from shared.errors import ErrorCode, ServiceError
 from shared.jobs import JobRecord, JobStore
 from shared.keys import upload_key
+from shared.profiles import Profile
 from shared.queue import enqueue_analysis
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["analysis"])
 
-PROFILES = ("fast", "accurate")
 # Multipart framing around the file: boundaries, headers, the profile field.
 _ENVELOPE_SLACK = 64 * 1024
 
@@ -44,7 +44,7 @@ _OPENAPI_BODY = {
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "The video (MP4, MOV, WebM...)."},
-                        "profile": {"type": "string", "enum": list(PROFILES), "default": "fast"},
+                        "profile": {"type": "string", "enum": Profile.names(), "default": Profile.FAST.value},
                     },
                 }
             }
@@ -87,13 +87,14 @@ async def analyze(
     source = result.file
 
     try:
-        profile = result.fields.get("profile") or settings.default_profile
-        if profile not in PROFILES:
+        asked = result.fields.get("profile") or settings.default_profile.value
+        if asked not in Profile.names():
             raise ServiceError(
                 ErrorCode.INVALID_PROFILE,
-                f"Unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}.",
-                {"profile": profile, "allowed": list(PROFILES)},
+                f"Unknown profile {asked!r}; choose one of: {', '.join(Profile.names())}.",
+                {"profile": asked, "allowed": Profile.names()},
             )
+        profile = Profile(asked)
         record = JobRecord(
             job_id=job_id,
             profile=profile,
@@ -109,7 +110,7 @@ async def analyze(
             await run_in_threadpool(storage.delete, source.key)
         raise
 
-    log.info("job %s queued: %s (%d bytes, profile %s)", job_id, source.filename, source.size, profile)
+    log.info("job %s queued: %s (%d bytes, profile %s)", job_id, source.filename, source.size, profile.value)
     base = api_base(settings, str(request.base_url))
     accepted = JobAccepted(job_id=job_id, status=record.status, status_url=f"{base}/jobs/{job_id}")
     return JSONResponse(accepted.model_dump(mode="json"), status_code=202, headers={"Location": accepted.status_url})

@@ -67,7 +67,7 @@ def browser_tools() -> BrowserTools:
 def settings_env(settings: Settings, **overrides: str) -> dict[str, str]:
     """The process environment that makes `Settings()` equal `settings` (plus overrides)."""
     env = dict(os.environ)
-    for name, value in settings.model_dump().items():
+    for name, value in settings.model_dump(mode="json").items():
         env[name.upper()] = ("true" if value else "false") if isinstance(value, bool) else str(value)
     env.update(overrides)
     env["PYTHONPATH"] = str(ROOT)

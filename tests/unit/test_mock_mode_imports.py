@@ -14,9 +14,10 @@ SCRIPT = """
 import json, sys
 from pathlib import Path
 from backend.main import create_app
+from shared.profiles import Profile
 from shared.settings import Settings
 from tests.synthetic import make_clip
-from worker.analysis.base import load_analyzer
+from worker.analysis import load_analyzer
 from worker.pipeline import export, metrics, probe, render, smooth
 import worker.__main__, worker.tasks  # the worker's own start-up path
 
@@ -24,7 +25,8 @@ settings = Settings(use_mock_analysis=True)
 create_app(settings)
 out = Path(sys.argv[1])
 video = probe.probe(make_clip(out / "clip.mp4", seconds=1, fps=10))
-poses = smooth.smooth_sequence(load_analyzer(settings).analyze(video, "fast", lambda n: None))
+poses = load_analyzer(settings).analyze(video, Profile.FAST, lambda n: None)
+poses = smooth.smooth_sequence(poses, video.width, video.height)
 summary = metrics.compute_metrics("job", video, poses)
 render.render(video, poses, out / "annotated.mp4", preset="ultrafast")
 export.export(out, "job", video, poses, summary)
