@@ -19,7 +19,6 @@ from rq.timeouts import JobTimeoutException
 from shared.errors import ErrorCode, JobCanceled, ServiceError
 from shared.jobs import JobRecord, JobStage, JobStatus, now
 from shared.keys import ResultName
-from worker.analysis.base import Profile
 from worker.context import WorkerContext, get_context
 from worker.pipeline import export, fetch, metrics, probe, render, smooth, upload
 from worker.progress import JobReporter
@@ -106,9 +105,8 @@ def _run_stages(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tm
     ctx.store.update(job_id, only_if=(JobStatus.RUNNING,), video=video.to_dict(), frames_total=video.frame_count)
 
     reporter.enter(JobStage.ANALYZING, frames_total=video.frame_count)
-    profile: Profile = "accurate" if record.profile == "accurate" else "fast"
-    poses = ctx.analyzer.analyze(video, profile, reporter.frames)
-    poses = smooth.smooth_sequence(poses)
+    poses = ctx.analyzer.analyze(video, record.profile, reporter.frames)
+    poses = smooth.smooth_sequence(poses, video.width, video.height)
     summary = metrics.compute_metrics(job_id, video, poses)
 
     reporter.enter(JobStage.RENDERING, frames_total=video.frame_count)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.profiles import Profile
 from tests.clips import make_pan_clip, package_photo
 from tests.tools import missing_tool
 
@@ -88,8 +89,8 @@ def analyze(analyzer, clip) -> Callable:
             path, times = clip(**clip_args)
             video = probe(path)
             done: list[int] = []
-            sequence = analyzer.analyze(video, profile, done.append)
-            assert done and done[-1] == len(sequence.frames)
+            sequence = analyzer.analyze(video, Profile(profile), done.append)
+            assert done and done[-1] == sequence.frame_count
             cache[key] = (video, sequence, times)
         return cache[key]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from shared.profiles import Profile
 from shared.skeletons import BLAZEPOSE33, COCO17
 from worker.pipeline.decode import frame_times
 from worker.pipeline.records import PoseSequence
@@ -16,11 +17,11 @@ PROFILES = ("fast", "accurate")
 
 def main_tracks(seq: PoseSequence, min_fraction: float = 0.5) -> dict[int, list[tuple[int, np.ndarray]]]:
     """Tracks seen in at least `min_fraction` of the frames: {track_id: [(frame index, box)]}."""
-    tracks: dict[int, list[tuple[int, np.ndarray]]] = {}
-    for frame in seq.frames:
-        for det in frame.detections:
-            tracks.setdefault(det.track_id, []).append((frame.index, det.box))
-    return {tid: items for tid, items in tracks.items() if len(items) >= min_fraction * len(seq.frames)}
+    return {
+        track_id: list(zip(track.frames.tolist(), track.boxes, strict=True))
+        for track_id, track in seq.tracks()
+        if len(track) >= min_fraction * seq.frame_count
+    }
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -30,7 +31,7 @@ def test_two_people_each_keep_one_track_id(analyze, profile):
     assert len(tracks) == 2, f"expected the 2 people of zidane.jpg, got tracks {sorted(tracks)}"
     for track_id, items in tracks.items():
         # In view the whole clip, under one id: present in (nearly) every frame ...
-        assert len(items) >= 0.9 * len(seq.frames), (track_id, len(items))
+        assert len(items) >= 0.9 * seq.frame_count, (track_id, len(items))
         # ... and the id never jumps to the other person: the box moves smoothly.
         centres = np.array([(box[0] + box[2]) / 2 for _, box in items])
         assert np.max(np.abs(np.diff(centres))) < 0.1 * video.width, track_id
@@ -53,23 +54,22 @@ def test_keypoints_fall_inside_their_persons_box(analyze, profile):
     video, seq, _ = analyze(profile)
     skeleton = COCO17 if profile == "fast" else BLAZEPOSE33
     assert seq.skeleton == skeleton
+    people = seq.people
+    assert people.keypoints.shape[1:] == (len(skeleton.keypoints), 3)
     checked = 0
-    for frame in seq.frames:
-        for det in frame.detections:
-            assert det.keypoints.shape == (len(skeleton.keypoints), 3)
-            x1, y1, x2, y2 = det.box
-            mx, my = 0.15 * (x2 - x1), 0.15 * (y2 - y1)
-            # Boxes are clipped to the frame; BlazePose also places limbs beyond the frame's edge.
-            kps = det.keypoints
-            in_frame = (kps[:, 0] >= 0) & (kps[:, 0] < video.width) & (kps[:, 1] >= 0) & (kps[:, 1] < video.height)
-            confident = kps[(kps[:, 2] > 0.5) & in_frame]
-            inside = (
-                (confident[:, 0] >= x1 - mx) & (confident[:, 0] <= x2 + mx)
-                & (confident[:, 1] >= y1 - my) & (confident[:, 1] <= y2 + my)
-            )  # fmt: skip
-            assert inside.mean() >= 0.9, (profile, frame.index, det.track_id)
-            checked += len(confident)
-    assert checked > 10 * len(seq.frames)
+    for box, kps, frame, track_id in zip(people.boxes, people.keypoints, people.frames, people.track_ids, strict=True):
+        x1, y1, x2, y2 = box
+        mx, my = 0.15 * (x2 - x1), 0.15 * (y2 - y1)
+        # Boxes are clipped to the frame; BlazePose also places limbs beyond the frame's edge.
+        in_frame = (kps[:, 0] >= 0) & (kps[:, 0] < video.width) & (kps[:, 1] >= 0) & (kps[:, 1] < video.height)
+        confident = kps[(kps[:, 2] > 0.5) & in_frame]
+        inside = (
+            (confident[:, 0] >= x1 - mx) & (confident[:, 0] <= x2 + mx)
+            & (confident[:, 1] >= y1 - my) & (confident[:, 1] <= y2 + my)
+        )  # fmt: skip
+        assert inside.mean() >= 0.9, (profile, frame, track_id)
+        checked += len(confident)
+    assert checked > 10 * seq.frame_count
 
 
 def test_blazepose_agrees_with_yolo_on_shared_joints(analyze):
@@ -78,16 +78,16 @@ def test_blazepose_agrees_with_yolo_on_shared_joints(analyze):
     _, accurate, _ = analyze("accurate")
     shared = [(COCO17.index(n), BLAZEPOSE33.index(n)) for n in COCO17.keypoints if n in BLAZEPOSE33.keypoints]
     errors = []
-    for f_frame, a_frame in zip(fast.frames, accurate.frames, strict=True):
-        for det in a_frame.detections:
-            # the fast detection whose box overlaps most (track ids of two runs need not be equal)
-            other = min(f_frame.detections, key=lambda d: np.abs(d.box - det.box).sum(), default=None)
-            if other is None:
-                continue
-            height = det.box[3] - det.box[1]
+    for f_people, a_people in zip(fast.frames(), accurate.frames(), strict=True):
+        if not len(f_people):
+            continue
+        for box, landmarks in zip(a_people.boxes, a_people.keypoints, strict=True):
+            # the fast detection whose box is nearest (track ids of two runs need not be equal)
+            other = f_people.keypoints[np.argmin(np.abs(f_people.boxes - box).sum(axis=1))]
+            height = box[3] - box[1]
             for ci, bi in shared:
-                if other.keypoints[ci, 2] > 0.5 and det.keypoints[bi, 2] > 0.5:
-                    errors.append(np.linalg.norm(other.keypoints[ci, :2] - det.keypoints[bi, :2]) / height)
+                if other[ci, 2] > 0.5 and landmarks[bi, 2] > 0.5:
+                    errors.append(np.linalg.norm(other[ci, :2] - landmarks[bi, :2]) / height)
     assert len(errors) > 100
     assert np.median(errors) < 0.08, np.median(errors)
 
@@ -95,10 +95,10 @@ def test_blazepose_agrees_with_yolo_on_shared_joints(analyze):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_one_frameposes_per_frame_with_container_times(analyze, profile):
     video, seq, written = analyze(profile)
-    assert len(seq.frames) == video.frame_count == len(written)
-    assert [f.index for f in seq.frames] == list(range(len(written)))
-    np.testing.assert_allclose([f.time for f in seq.frames], frame_times(video.path), atol=1e-6)
-    np.testing.assert_allclose([f.time for f in seq.frames], written, atol=2e-3)
+    assert seq.frame_count == video.frame_count == len(written)
+    assert len(list(seq.frames())) == len(written)
+    np.testing.assert_allclose(seq.times, frame_times(video.path), atol=1e-6)
+    np.testing.assert_allclose(seq.times, written, atol=2e-3)
     assert seq.generator["mode"] == "real" and seq.generator["profile"] == profile
     assert seq.generator["device"] == "cpu" and seq.generator["tracker"] == "bytetrack"
 
@@ -109,25 +109,27 @@ def test_rotated_input_gives_upright_keypoints_matching_the_unrotated_clip(analy
     rotated_video, rotated, _ = analyze(profile, rotation=90)
     assert rotated_video.rotation in (90, 270)
     assert (rotated_video.width, rotated_video.height) == (plain_video.width, plain_video.height)
-    assert len(rotated.frames) == len(plain.frames)
+    assert rotated.frame_count == plain.frame_count
     diagonal = float(np.hypot(plain_video.width, plain_video.height))
     distances = []
     main = main_tracks(plain)
     assert len(main_tracks(rotated)) == len(main) == 2
-    for p_frame, r_frame in zip(plain.frames, rotated.frames, strict=True):
-        for det in (d for d in p_frame.detections if d.track_id in main):
-            twin = min(r_frame.detections, key=lambda d: np.abs(d.box - det.box).sum())
-            assert np.abs(twin.box - det.box).max() < 0.05 * diagonal
-            both = (det.keypoints[:, 2] > 0.5) & (twin.keypoints[:, 2] > 0.5)
-            distances.extend(np.linalg.norm(det.keypoints[both, :2] - twin.keypoints[both, :2], axis=1))
+    for p_people, r_people in zip(plain.frames(), rotated.frames(), strict=True):
+        for track_id, box, kps in zip(p_people.track_ids, p_people.boxes, p_people.keypoints, strict=True):
+            if track_id not in main:
+                continue
+            twin = int(np.argmin(np.abs(r_people.boxes - box).sum(axis=1)))
+            assert np.abs(r_people.boxes[twin] - box).max() < 0.05 * diagonal
+            both = (kps[:, 2] > 0.5) & (r_people.keypoints[twin, :, 2] > 0.5)
+            distances.extend(np.linalg.norm(kps[both, :2] - r_people.keypoints[twin, both, :2], axis=1))
     assert np.median(distances) < 0.01 * diagonal, np.median(distances)
 
 
 def test_variable_frame_rate_keeps_its_timestamps(analyze):
     video, seq, written = analyze("fast", vfr=True)
     assert video.variable_frame_rate
-    assert len(seq.frames) == len(written)
-    np.testing.assert_allclose([f.time for f in seq.frames], written, atol=2e-3)
+    assert seq.frame_count == len(written)
+    np.testing.assert_allclose(seq.times, written, atol=2e-3)
     assert len(main_tracks(seq)) == 2
 
 
@@ -142,4 +144,4 @@ def test_progress_can_cancel_midway(analyzer, clip):
             raise JobCanceled("job")
 
     with pytest.raises(JobCanceled):
-        analyzer.analyze(video, "fast", progress)
+        analyzer.analyze(video, Profile.FAST, progress)

@@ -7,6 +7,7 @@ import json
 import av
 import pytest
 
+from shared.profiles import Profile
 from shared.result_schemas import validate
 from worker.pipeline import export, metrics, probe, render, smooth
 
@@ -18,8 +19,8 @@ def test_rendered_video_keeps_frames_duration_and_audio_and_poses_validate(analy
     path, written = clip(audio=True)
     video = probe.probe(path)
     assert video.has_audio
-    seq = analyzer.analyze(video, profile, lambda done: None)
-    seq = smooth.smooth_sequence(seq)
+    seq = analyzer.analyze(video, Profile(profile), lambda done: None)
+    seq = smooth.smooth_sequence(seq, video.width, video.height)
     summary = metrics.compute_metrics("job", video, seq)
     out = tmp_path / "annotated.mp4"
     render.render(video, seq, out)

@@ -13,12 +13,12 @@ pytestmark = pytest.mark.pipeline
 
 def test_torch_detector_matches_onnx_detector(models):
     from worker.models.runtime import load_torch_yolo
-    from worker.pipeline.detect_track import OnnxPoseDetector, TorchPoseDetector
+    from worker.pipeline.detect import OnnxPoseDetector, TorchPoseDetector
 
     image = cv2.imread(str(package_photo("zidane.jpg")))
-    onnx = OnnxPoseDetector(models.yolo, imgsz=640)(image)
+    onnx = OnnxPoseDetector(models.yolo)([image], 640)[0]
     torch_model = load_torch_yolo(models.folder / "yolo11n-pose.pt", "cpu")
-    torch = TorchPoseDetector(torch_model, "cpu", imgsz=640)(image)
+    torch = TorchPoseDetector(torch_model, "cpu")([image], 640)[0]
     keep_onnx, keep_torch = onnx.scores > 0.5, torch.scores > 0.5
     assert keep_onnx.sum() == keep_torch.sum() == 2
     a = onnx.boxes[keep_onnx][np.argsort(onnx.boxes[keep_onnx][:, 0])]

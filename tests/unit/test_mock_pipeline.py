@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from shared.keys import ResultName
+from shared.profiles import Profile
 from shared.result_schemas import validate
 from tests.synthetic import make_clip
 from worker.analysis.mock import MockAnalyzer
@@ -27,7 +28,7 @@ def outputs(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, o
     out = tmp_path_factory.mktemp("out")
     video = probe.probe(clip)
     seen: list[int] = []
-    poses = smooth.smooth_sequence(MockAnalyzer().analyze(video, "fast", seen.append))
+    poses = smooth.smooth_sequence(MockAnalyzer().analyze(video, Profile.FAST, seen.append), video.width, video.height)
     summary = metrics.compute_metrics("job1", video, poses)
     annotated = out / ResultName.ANNOTATED_VIDEO.value
     render.render(video, poses, annotated, preset="ultrafast")
@@ -37,8 +38,8 @@ def outputs(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, o
 
 def test_one_entry_per_real_frame_with_container_times(outputs: dict, clip: Path) -> None:
     poses = outputs["poses"]
-    assert len(poses.frames) == 60
-    assert [f.time for f in poses.frames] == pytest.approx([i / 20 for i in range(60)], abs=1e-3)
+    assert poses.frame_count == 60
+    assert list(poses.times) == pytest.approx([i / 20 for i in range(60)], abs=1e-3)
     assert outputs["progress"][-1] == 60
 
 
@@ -46,23 +47,25 @@ def test_one_to_three_dancers_with_stable_ids(outputs: dict) -> None:
     poses = outputs["poses"]
     ids = poses.track_ids()
     assert 1 <= len(ids) <= 3
-    for frame in poses.frames:
-        assert sorted(d.track_id for d in frame.detections) == ids
+    frames = list(poses.frames())
+    assert len(frames) == 60
+    for people in frames:
+        assert list(people.track_ids) == ids
 
 
 def test_skeletons_move_like_bodies(outputs: dict) -> None:
     poses, video = outputs["poses"], outputs["video"]
-    first = poses.frames[0].detections[0]
-    kp = first.keypoints
+    first = next(poses.frames())
+    kp = first.keypoints[0]
     # Head above shoulders above hips above ankles, inside the frame.
     nose, l_sh, l_hip, l_ankle = kp[0, 1], kp[5, 1], kp[11, 1], kp[15, 1]
     assert nose < l_sh < l_hip < l_ankle
     assert (kp[:, 0] >= 0).all() and (kp[:, 0] < video.width).all()
     assert (kp[:, 1] >= 0).all() and (kp[:, 1] < video.height).all()
     # Keypoints inside their box, and the wrists really move over the clip.
-    x1, y1, x2, y2 = first.box
+    x1, y1, x2, y2 = first.boxes[0]
     assert ((kp[:, 0] >= x1) & (kp[:, 0] <= x2) & (kp[:, 1] >= y1) & (kp[:, 1] <= y2)).all()
-    wrists = np.array([f.detections[0].keypoints[9, :2] for f in poses.frames])
+    wrists = np.array([people.keypoints[0, 9, :2] for people in poses.frames()])
     assert np.ptp(wrists, axis=0).max() > 0.05 * video.height
 
 

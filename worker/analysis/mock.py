@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from shared.profiles import Profile
 from shared.skeletons import COCO17
-from worker.analysis.base import Profile
 from worker.pipeline.decode import frame_times
-from worker.pipeline.records import Detection, FramePoses, PoseSequence, ProgressFn, VideoInfo
+from worker.pipeline.records import Detections, PoseSequence, ProgressFn, VideoInfo
 
 _K = {name: i for i, name in enumerate(COCO17.keypoints)}
 
@@ -117,18 +118,17 @@ class MockAnalyzer:
         )
         styles = styles_for(seed)
         rng = np.random.default_rng(seed + 1)
-        frames: list[FramePoses] = []
+        frames: list[Detections] = []
         for index, t in enumerate(times):
-            detections = []
-            for track_id, style in enumerate(styles, start=1):
+            keypoints, boxes, scores = [], [], []
+            for style in styles:
                 xy = dancer_keypoints(style, t, video.width, video.height)
                 xy += rng.normal(0, 0.002 * video.height, xy.shape)  # a model's small jitter
                 xy[:, 0] = xy[:, 0].clip(0, video.width - 1)
                 xy[:, 1] = xy[:, 1].clip(0, video.height - 1)
-                scores = rng.uniform(0.75, 0.98, (len(xy), 1))
-                keypoints = np.hstack([xy, scores])
+                keypoints.append(np.hstack([xy, rng.uniform(0.75, 0.98, (len(xy), 1))]))
                 margin = 0.06 * style.height * video.height
-                box = np.array(
+                boxes.append(
                     [
                         max(xy[:, 0].min() - margin, 0),
                         max(xy[:, 1].min() - margin, 0),
@@ -136,18 +136,23 @@ class MockAnalyzer:
                         min(xy[:, 1].max() + margin, video.height - 1),
                     ]
                 )
-                detections.append(
-                    Detection(track_id=track_id, box=box, score=float(rng.uniform(0.85, 0.97)), keypoints=keypoints)
-                )
-            frames.append(FramePoses(index=index, time=t, detections=detections))
+                scores.append(rng.uniform(0.85, 0.97))
+            people = Detections.create(
+                np.array(boxes),
+                np.array(scores),
+                np.array(keypoints),
+                track_ids=range(1, len(styles) + 1),
+            )
+            frames.append(people.in_frame(index))
             progress(index + 1)
-        generator: dict[str, str | None] = {
+        generator: dict[str, Any] = {
             "mode": "mock",
-            "profile": profile,
+            "profile": profile.value,
             "detector": None,
+            "detection": None,
             "pose_model": "mock-kinematic-dancer",
             "tracker": None,
             "smoothing": None,
             "device": "cpu",
         }
-        return PoseSequence(skeleton=COCO17, frames=frames, generator=generator)
+        return PoseSequence.from_frames(COCO17, times, frames, generator)

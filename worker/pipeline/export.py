@@ -8,15 +8,17 @@ and pandas.
 from __future__ import annotations
 
 import csv
+import functools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from shared.keys import ResultName
-from shared.result_schemas import SCHEMA_VERSION
-from worker.pipeline.records import Detection, PoseSequence, VideoInfo
+from shared.result_schemas import POSES_VERSION
+from worker.pipeline.records import Detections, PoseSequence, VideoInfo
 
 CSV_COLUMNS = ("frame", "time", "track", "keypoint", "x", "y", "score")
 
@@ -25,41 +27,46 @@ def _points(array: np.ndarray) -> list[list[float]]:
     return [[round(float(x), 2), round(float(y), 2), round(float(s), 4)] for x, y, s in array]
 
 
-def _detection(frame: int, time: float, det: Detection) -> dict[str, Any]:
-    return {
-        "frame": frame,
-        "time": round(time, 6),
-        "box": [round(float(v), 2) for v in det.box],
-        "score": round(float(min(max(det.score, 0.0), 1.0)), 4),
-        "keypoints": _points(det.keypoints),
-        "keypoints_raw": None if det.keypoints_raw is None else _points(det.keypoints_raw),
-        "interpolated": det.interpolated,
-    }
+def _detections(times: np.ndarray, track: Detections) -> Iterator[dict[str, Any]]:
+    for i in range(len(track)):
+        frame = int(track.frames[i])
+        yield {
+            "frame": frame,
+            "time": round(float(times[frame]), 6),
+            "box": [round(float(v), 2) for v in track.boxes[i]],
+            "score": round(float(min(max(track.scores[i], 0.0), 1.0)), 4),
+            "keypoints": _points(track.keypoints[i]),
+            "keypoints_raw": None if track.interpolated[i] else _points(track.keypoints_raw[i]),
+            "interpolated": bool(track.interpolated[i]),
+        }
 
 
-def poses_document(job_id: str, video: VideoInfo, poses: PoseSequence) -> dict[str, Any]:
-    tracks: dict[int, list[dict[str, Any]]] = {}
-    for frame in poses.frames:
-        for det in frame.detections:
-            tracks.setdefault(det.track_id, []).append(_detection(frame.index, frame.time, det))
-    return {
-        "schema_version": SCHEMA_VERSION,
+def write_poses_json(path: Path, job_id: str, video: VideoInfo, poses: PoseSequence) -> None:
+    """poses.json, written track by track and detection by detection: memory stays flat for long videos."""
+    head = {
+        "schema_version": POSES_VERSION,
         "job_id": job_id,
         "generator": poses.generator,
         "video": video.to_dict(),
         "skeleton": poses.skeleton.to_dict(),
-        "frames": [{"index": frame.index, "time": round(frame.time, 6)} for frame in poses.frames],
-        "tracks": [
-            {
-                "track_id": track_id,
-                "frames_in_view": len(detections),
-                "first_time": detections[0]["time"],
-                "last_time": detections[-1]["time"],
-                "detections": detections,
-            }
-            for track_id, detections in sorted(tracks.items())
-        ],
+        "frames": [{"index": i, "time": round(float(t), 6)} for i, t in enumerate(poses.times)],
     }
+    dump = functools.partial(json.dumps, separators=(",", ":"))
+    with path.open("w") as handle:
+        handle.write(dump(head)[:-1] + ',"tracks":[')
+        for n, (track_id, track) in enumerate(poses.tracks()):
+            times = poses.times[track.frames]
+            summary = {
+                "track_id": track_id,
+                "frames_in_view": len(track),
+                "first_time": round(float(times[0]), 6),
+                "last_time": round(float(times[-1]), 6),
+            }
+            handle.write(("," if n else "") + dump(summary)[:-1] + ',"detections":[')
+            for m, detection in enumerate(_detections(poses.times, track)):
+                handle.write(("," if m else "") + dump(detection))
+            handle.write("]}")
+        handle.write("]}")
 
 
 def write_csv(path: Path, poses: PoseSequence) -> None:
@@ -67,11 +74,11 @@ def write_csv(path: Path, poses: PoseSequence) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
-        for frame in poses.frames:
-            time = f"{frame.time:.6f}"
-            for det in frame.detections:
-                for name, (x, y, score) in zip(names, det.keypoints, strict=True):
-                    writer.writerow((frame.index, time, det.track_id, name, f"{x:.2f}", f"{y:.2f}", f"{score:.4f}"))
+        for index, people in enumerate(poses.frames()):
+            time = f"{poses.times[index]:.6f}"
+            for track_id, keypoints in zip(people.track_ids, people.keypoints, strict=True):
+                for name, (x, y, score) in zip(names, keypoints, strict=True):
+                    writer.writerow((index, time, int(track_id), name, f"{x:.2f}", f"{y:.2f}", f"{score:.4f}"))
 
 
 def export(
@@ -83,8 +90,7 @@ def export(
         ResultName.POSES_CSV: out_dir / ResultName.POSES_CSV.value,
         ResultName.METRICS_JSON: out_dir / ResultName.METRICS_JSON.value,
     }
-    with paths[ResultName.POSES_JSON].open("w") as handle:
-        json.dump(poses_document(job_id, video, poses), handle, separators=(",", ":"))
+    write_poses_json(paths[ResultName.POSES_JSON], job_id, video, poses)
     write_csv(paths[ResultName.POSES_CSV], poses)
     with paths[ResultName.METRICS_JSON].open("w") as handle:
         json.dump(metrics, handle, indent=1)

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from worker.pipeline.decode import from_bgr, to_bgr, upright
-from worker.pipeline.records import Detection, FramePoses, PoseSequence, VideoInfo
+from worker.pipeline.records import Detections, PoseSequence, VideoInfo
 
 # Codecs an MP4 can carry as they are; others are re-encoded to AAC.
 _MP4_AUDIO = {"aac", "mp3", "alac", "opus", "ac3", "eac3"}
@@ -34,13 +34,12 @@ def track_color(track_id: int) -> tuple[int, int, int]:
     return int(b * 255), int(g * 255), int(r * 255)
 
 
-def draw_poses(image: np.ndarray, detections: list[Detection], edges: tuple[tuple[int, int], ...]) -> None:
+def draw_poses(image: np.ndarray, people: Detections, edges: tuple[tuple[int, int], ...]) -> None:
     """Draw in place: box corners, bones, joints and the track id."""
     height = image.shape[0]
     thickness = max(2, height // 240)
-    for det in detections:
-        color = track_color(det.track_id)
-        kp = det.keypoints
+    for track_id, box, kp in zip(people.track_ids, people.boxes, people.keypoints, strict=True):
+        color = track_color(int(track_id))
         for a, b in edges:
             if kp[a, 2] >= _KEYPOINT_MIN_SCORE and kp[b, 2] >= _KEYPOINT_MIN_SCORE:
                 pa = (int(kp[a, 0]), int(kp[a, 1]))
@@ -50,8 +49,8 @@ def draw_poses(image: np.ndarray, detections: list[Detection], edges: tuple[tupl
             if score >= _KEYPOINT_MIN_SCORE:
                 cv2.circle(image, (int(x), int(y)), thickness + 1, (255, 255, 255), -1, cv2.LINE_AA)
                 cv2.circle(image, (int(x), int(y)), thickness + 1, color, 1, cv2.LINE_AA)
-        x1, y1, x2, y2 = (int(v) for v in det.box)
-        label = f"#{det.track_id}"
+        x1, y1, x2, y2 = (int(v) for v in box)
+        label = f"#{track_id}"
         scale = max(0.5, height / 900)
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         cv2.rectangle(image, (x1, max(y1 - th - 8, 0)), (x1 + tw + 8, max(y1, th + 8)), color, -1)
@@ -77,7 +76,7 @@ def render(
     crf: int = 23,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    by_index: dict[int, FramePoses] = {frame.index: frame for frame in poses.frames}
+    people_by_frame = poses.frames()
     source = av.open(str(video.path))
     output = av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"})
     try:
@@ -123,9 +122,9 @@ def render(
                     continue
                 image = upright(to_bgr(frame), video.rotation)
                 image = image[: out_video.height, : out_video.width]
-                posed = by_index.get(index)
-                if posed is not None:
-                    draw_poses(image, posed.detections, poses.skeleton.edges)
+                people = next(people_by_frame, None)
+                if people is not None:
+                    draw_poses(image, people, poses.skeleton.edges)
                 out_frame = from_bgr(np.ascontiguousarray(image))
                 # The source's own timestamp: keeps variable frame rates and audio sync exact.
                 out_frame.pts = frame.pts

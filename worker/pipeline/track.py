@@ -1,166 +1,25 @@
-"""Detect + track stage: every person gets a box, 17 COCO keypoints and a stable track id.
+"""Tracking: ByteTrack gives each person a stable id across frames.
 
-Detection is Ultralytics YOLO11n-pose. On the CPU it runs as the ONNX export
-on onnxruntime (`OnnxPoseDetector`: letterbox, one inference, confidence
-filter, NMS, un-letterbox, all in numpy/OpenCV); on a GPU it runs through
-Ultralytics on torch (`TorchPoseDetector`). Both give the same
-`PoseDetections` arrays, so one tracker serves both.
+ByteTrack (Zhang et al. 2022), written here in numpy with `lap` for the
+assignment and following Ultralytics' `BYTETracker` step for step (its
+defaults: high 0.25 / low 0.1 / new-track 0.25 thresholds, IoU match 0.8
+fused with the score, Kalman filter on x, y, aspect, height). The track buffer
+is in seconds, not frames, so a dancer hidden behind another for up to
+`buffer_seconds` comes back with the same id at any frame rate.
 
-Tracking is ByteTrack (Zhang et al. 2022), written here in numpy with `lap`
-for the assignment and following Ultralytics' `BYTETracker` step for step
-(its defaults: high 0.25 / low 0.1 / new-track 0.25 thresholds, IoU match
-0.8 fused with the score, Kalman filter on x, y, aspect, height). The track
-buffer is in seconds, not frames, so a dancer hidden behind another for up
-to `buffer_seconds` comes back with the same id at any frame rate.
+It keeps the detection's row with its track, so keypoints stay with their
+dancer (the reason this is not `supervision`'s or `trackers`' ByteTrack), and
+it says where each live track is expected in the next frame
+(`expected_boxes`), which is where the find stage looks for small dancers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-import cv2
 import numpy as np
 
-NUM_KEYPOINTS = 17
-
-
-@dataclass
-class PoseDetections:
-    """People found in one frame, in upright-frame pixels."""
-
-    boxes: np.ndarray  # (N, 4) x1, y1, x2, y2
-    scores: np.ndarray  # (N,)
-    keypoints: np.ndarray  # (N, 17, 3) x, y, score
-
-    @classmethod
-    def empty(cls) -> PoseDetections:
-        return cls(
-            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
-        )
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-
-@dataclass
-class TrackedPerson:
-    track_id: int
-    box: np.ndarray  # (4,) the detection's box
-    score: float
-    keypoints: np.ndarray  # (17, 3) COCO keypoints from YOLO
-
-
-# --------------------------------------------------------------------------- detection
-
-
-def letterbox(image: np.ndarray, size: int, stride: int = 32) -> tuple[np.ndarray, float, tuple[float, float]]:
-    """Resize so the long side is `size`, pad each side to a multiple of `stride` (grey 114), as Ultralytics does."""
-    h, w = image.shape[:2]
-    ratio = min(size / h, size / w)
-    new_w, new_h = max(1, round(w * ratio)), max(1, round(h * ratio))
-    pad_w, pad_h = (-new_w) % stride, (-new_h) % stride
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_w, new_h) != (w, h) else image
-    left, top = pad_w // 2, pad_h // 2
-    padded = cv2.copyMakeBorder(
-        resized, top, pad_h - top, left, pad_w - left, cv2.BORDER_CONSTANT, value=(114, 114, 114)
-    )
-    return padded, ratio, (float(left), float(top))
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression, best score first."""
-    if len(scores) == 0:
-        return np.zeros((0,), np.int64)
-    x1, y1, x2, y2 = boxes.T
-    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    order = np.argsort(-scores)
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        xx1, yy1 = np.maximum(x1[i], x1[rest]), np.maximum(y1[i], y1[rest])
-        xx2, yy2 = np.minimum(x2[i], x2[rest]), np.minimum(y2[i], y2[rest])
-        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
-        overlap = inter / (areas[i] + areas[rest] - inter + 1e-9)
-        order = rest[overlap <= iou]
-    return np.asarray(keep, np.int64)
-
-
-def decode_yolo_pose(
-    output: np.ndarray, ratio: float, pad: tuple[float, float], frame_shape: tuple[int, int],
-    conf: float, iou: float, max_det: int,
-) -> PoseDetections:  # fmt: skip
-    """(56, A) raw head output (cx, cy, w, h, score, 17 x (x, y, conf)) to frame-pixel detections."""
-    pred = output.T  # (A, 56)
-    pred = pred[pred[:, 4] > conf]
-    if not len(pred):
-        return PoseDetections.empty()
-    cx, cy, w, h = pred[:, 0], pred[:, 1], pred[:, 2], pred[:, 3]
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    scores = pred[:, 4]
-    keep = nms(boxes, scores, iou)[:max_det]
-    boxes, scores = boxes[keep], scores[keep]
-    kpts = pred[keep, 5:].reshape(-1, NUM_KEYPOINTS, 3).copy()
-    dx, dy = pad
-    boxes[:, [0, 2]] = (boxes[:, [0, 2]] - dx) / ratio
-    boxes[:, [1, 3]] = (boxes[:, [1, 3]] - dy) / ratio
-    kpts[..., 0] = (kpts[..., 0] - dx) / ratio
-    kpts[..., 1] = (kpts[..., 1] - dy) / ratio
-    fh, fw = frame_shape
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, fw)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, fh)
-    return PoseDetections(boxes.astype(np.float32), scores.astype(np.float32), kpts.astype(np.float32))
-
-
-class OnnxPoseDetector:
-    """YOLO11n-pose ONNX (dynamic size) on onnxruntime; `imgsz` is the long side fed to the model."""
-
-    def __init__(self, session: Any, imgsz: int = 384, conf: float = 0.1, iou: float = 0.7, max_det: int = 50) -> None:
-        self.session, self.imgsz, self.conf, self.iou, self.max_det = session, imgsz, conf, iou, max_det
-        self.input_name = session.get_inputs()[0].name
-
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
-        padded, ratio, pad = letterbox(image, self.imgsz)
-        blob = cv2.dnn.blobFromImage(padded, scalefactor=1 / 255.0, swapRB=True)  # NCHW float32 RGB
-        return blob, ratio, pad
-
-    def __call__(self, image: np.ndarray) -> PoseDetections:
-        blob, ratio, pad = self.preprocess(image)
-        (output,) = self.session.run(None, {self.input_name: blob})
-        return decode_yolo_pose(output[0], ratio, pad, image.shape[:2], self.conf, self.iou, self.max_det)
-
-
-class TorchPoseDetector:
-    """YOLO11n-pose through Ultralytics on torch (GPU profiles)."""
-
-    def __init__(
-        self, model: Any, device: str, imgsz: int = 640, conf: float = 0.1, iou: float = 0.7, max_det: int = 50
-    ) -> None:
-        self.model, self.device, self.imgsz, self.conf, self.iou, self.max_det = (
-            model,
-            device,
-            imgsz,
-            conf,
-            iou,
-            max_det,
-        )
-
-    def __call__(self, image: np.ndarray) -> PoseDetections:
-        result = self.model.predict(
-            image, imgsz=self.imgsz, conf=self.conf, iou=self.iou, max_det=self.max_det,
-            device=self.device, verbose=False, half=self.device == "cuda",
-        )[0]  # fmt: skip
-        if result.boxes is None or not len(result.boxes):
-            return PoseDetections.empty()
-        boxes = result.boxes.xyxy.float().cpu().numpy()
-        scores = result.boxes.conf.float().cpu().numpy()
-        kpts = result.keypoints.data.float().cpu().numpy()
-        return PoseDetections(boxes.astype(np.float32), scores.astype(np.float32), kpts.astype(np.float32))
-
-
-# --------------------------------------------------------------------------- tracking
+from worker.pipeline.records import Detections
 
 
 class KalmanXYAH:
@@ -252,14 +111,17 @@ class _Track:
 
 
 class ByteTracker:
-    """ByteTrack over `PoseDetections`; returns the detections matched to confirmed tracks, with ids from 1."""
+    """ByteTrack over one frame's `Detections` at a time; track ids start at 1."""
 
     def __init__(
         self, fps: float = 30.0, high: float = 0.25, low: float = 0.1, new_track: float = 0.25,
         match: float = 0.8, buffer_seconds: float = 2.0, fuse_score: bool = True,
+        frame_size: tuple[int, int] | None = None,
     ) -> None:  # fmt: skip
         self.high, self.low, self.new_track, self.match, self.fuse_score = high, low, new_track, match, fuse_score
-        self.max_lost = max(1, round(buffer_seconds * (fps if fps > 0 else 30.0)))
+        self.frame_size = frame_size  # (width, height): enables re-entry through the edge a dancer left by
+        self.fps = fps if fps > 0 else 30.0
+        self.max_lost = max(1, round(buffer_seconds * self.fps))
         self.kf = KalmanXYAH()
         self.tracked: list[_Track] = []
         self.lost: list[_Track] = []
@@ -283,8 +145,8 @@ class ByteTracker:
             iou = iou * np.array([d.score for d in dets])[None, :]
         return 1.0 - iou
 
-    def update(self, dets: PoseDetections) -> list[tuple[int, int]]:
-        """Feed one frame; returns (track_id, detection index) for every confirmed track seen in it."""
+    def update(self, dets: Detections) -> Detections:
+        """Feed one frame's detections; returns the rows matched to confirmed tracks, with their ids, by id."""
         self.frame_id += 1
         scores = dets.scores
         high = [
@@ -333,10 +195,17 @@ class ByteTracker:
             self._update(unconfirmed[it], left[idet])
             activated.append(unconfirmed[it])
         removed = [unconfirmed[i] for i in u_unconf]
-        # 4. new tracks
+        # 4. new tracks, unless a dancer is stepping back in where they stepped out
         for idet in u_det:
             det = left[idet]
             if det.score < self.new_track:
+                continue
+            returning = self._returning(det)
+            if returning is not None:
+                self._update(returning, det)
+                refound.append(returning)
+                continue
+            if self._inside_someone(det, activated + refound):
                 continue
             det.track_id, self.next_id = self.next_id, self.next_id + 1
             det.state, det.start_frame, det.end_frame = TRACKED, self.frame_id, self.frame_id
@@ -356,11 +225,73 @@ class ByteTracker:
         ]
         tracked, lost = self._drop_duplicates(tracked, [t for t in lost if t.state != REMOVED])
         self.tracked, self.lost = tracked, lost
-        return [
+        seen = sorted(
             (t.track_id, t.det_index)
             for t in self.tracked
             if t.activated and t.det_index >= 0 and t.end_frame == self.frame_id
-        ]
+        )
+        people = dets[np.array([index for _, index in seen], np.int64)]
+        people.track_ids = np.array([track_id for track_id, _ in seen], np.int32)
+        return people
+
+    def expected_boxes(self, max_lost_seconds: float = 0.5) -> np.ndarray:
+        """(M, 4) where each live track should be in the next frame: tracked, unconfirmed and briefly lost ones.
+
+        The Kalman filter's prediction of the mean, without touching its state
+        (`update` predicts again, as ByteTrack does).
+        """
+        recent = max(1, round(max_lost_seconds * self.fps))
+        live = self.tracked + [t for t in self.lost if self.frame_id - t.end_frame <= recent]
+        if not live:
+            return np.zeros((0, 4))
+        return np.array([xyah_to_xyxy(self.kf.F @ t.mean) for t in live])
+
+    def _edges(self, box: np.ndarray) -> set[str]:
+        """The frame edges `box` touches: where a person cut off by the frame, or leaving it, is."""
+        if self.frame_size is None:
+            return set()
+        width, height = self.frame_size
+        margin = 0.01 * max(width, height)
+        touches = {"left": box[0] <= margin, "top": box[1] <= margin,
+                   "right": box[2] >= width - margin, "bottom": box[3] >= height - margin}  # fmt: skip
+        return {edge for edge, touching in touches.items() if touching}
+
+    def _returning(self, det: _Track, min_overlap: float = 0.5) -> _Track | None:
+        """A confirmed track lost at a frame edge whose extent along that edge overlaps `det`'s, which touches
+        the same edge: the dancer who stepped out there, stepping back in. Most recently lost first.
+
+        IoU cannot do this: while a dancer is out of view, the Kalman filter carries their box on beyond the
+        edge. Without appearance features a different dancer entering at the same place could take the id;
+        on a stage that is rarer than one dancer stepping out of shot and back.
+        """
+        edges = self._edges(det.box)
+        if not edges:
+            return None
+        for track in sorted(self.lost, key=lambda t: -t.end_frame):
+            if track.state != LOST or not track.activated or not edges & self._edges(track.box):
+                continue
+            along = 1 if edges & {"left", "right"} else 0  # compare y extents on side edges, x on top/bottom
+            lo = max(det.box[along], track.box[along])
+            hi = min(det.box[along + 2], track.box[along + 2])
+            span = min(det.box[along + 2] - det.box[along], track.box[along + 2] - track.box[along])
+            if span > 0 and (hi - lo) / span >= min_overlap:
+                return track
+        return None
+
+    @staticmethod
+    def _inside_someone(det: _Track, seen: list[_Track], inside: float = 0.9, iou: float = 0.5) -> bool:
+        """Whether `det` and a person matched this frame lie one within the other: a second box on one person
+        (YOLO gives them for people cut off by the frame), not a new person."""
+        if not seen:
+            return False
+        boxes = np.array([t.box for t in seen])
+        x1, y1 = np.maximum(boxes[:, 0], det.box[0]), np.maximum(boxes[:, 1], det.box[1])
+        x2, y2 = np.minimum(boxes[:, 2], det.box[2]), np.minimum(boxes[:, 3], det.box[3])
+        overlap = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        smaller = np.maximum(np.minimum(areas, (det.box[2] - det.box[0]) * (det.box[3] - det.box[1])), 1e-9)
+        ious = iou_matrix(det.box[None], boxes)[0]
+        return bool(np.any((overlap / smaller >= inside) & (ious >= iou)))
 
     def _drop_duplicates(self, tracked: list[_Track], lost: list[_Track]) -> tuple[list[_Track], list[_Track]]:
         if not tracked or not lost:
@@ -372,23 +303,3 @@ class ByteTracker:
             age_q = lost[q].end_frame - lost[q].start_frame
             (drop_t.add(p) if age_p <= age_q else drop_l.add(q))
         return [t for i, t in enumerate(tracked) if i not in drop_t], [t for i, t in enumerate(lost) if i not in drop_l]
-
-
-class DetectTrack:
-    """The stage: frame in, tracked people out. One instance per video (the tracker holds state)."""
-
-    def __init__(self, detector: Any, fps: float, **tracker_args: Any) -> None:
-        self.detector = detector
-        self.tracker = ByteTracker(fps=fps, **tracker_args)
-
-    def __call__(self, image: np.ndarray) -> list[TrackedPerson]:
-        dets = self.detector(image)
-        people = []
-        for track_id, index in self.tracker.update(dets):
-            people.append(
-                TrackedPerson(
-                    track_id, dets.boxes[index].copy(), float(dets.scores[index]), dets.keypoints[index].copy()
-                )
-            )
-        people.sort(key=lambda p: p.track_id)
-        return people
