@@ -7,7 +7,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = "1.0"
+# Each document's version: the minor number grows when fields are added, the major when one changes meaning.
+POSES_VERSION = "1.1"  # 1.1: generator.detection and .pose_presence; keypoints clamped into the frame
+METRICS_VERSION = "1.0"
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 

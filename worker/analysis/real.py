@@ -1,16 +1,19 @@
-"""Real analysis: decode -> detect + track -> pose, frame by frame, with real models.
+"""Real analysis: decode -> find (detect + track) -> pose, frame by frame, with real models.
 
 Models load once in `RealAnalyzer.__init__` (the worker calls `load_analyzer`
 once at start), so a missing or broken model stops the worker at start with
-MODEL_UNAVAILABLE instead of failing a job halfway. Per job only the tracker
-is new. Decoding runs one frame ahead in a background thread (PyAV releases
-the GIL while decoding and converting), overlapping the inference; memory
-stays flat: only the poses are kept, never the frames.
+MODEL_UNAVAILABLE instead of failing a job halfway. Per job only the stages
+that hold state are new: the find stage (tracker and look policy) and the
+pose stage (BlazePose's regions per track). Decoding runs one frame ahead in a
+background thread (PyAV releases the GIL while decoding and converting),
+overlapping the inference. Memory stays flat: only the poses are kept, never
+the frames.
 
+How each frame is searched (the whole frame at a chosen size, or enlarged
+crops around each dancer) adapts to the dancers' size: worker/pipeline/plan.py.
 Profiles (CPU figures on 2 cores, see bench/bench_analysis.py):
-- fast: YOLO11n-pose at 384 px (long side), its 17 COCO keypoints.
-- accurate: YOLO11n-pose at 384 px for boxes and tracks, then BlazePose full
-  (33 landmarks) on each tracked dancer's crop.
+- fast: YOLO11n-pose finds the dancers and gives their 17 COCO keypoints.
+- accurate: the same, then BlazePose full (33 landmarks) on each dancer's crop.
 """
 
 from __future__ import annotations
@@ -20,34 +23,23 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
+from shared.profiles import Profile
 from shared.settings import Settings
-from worker.analysis.base import Profile
 from worker.models.runtime import LoadedModels, load_models
 from worker.pipeline.decode import DecodedFrame, decode_frames
-from worker.pipeline.detect_track import DetectTrack, OnnxPoseDetector, TorchPoseDetector
-from worker.pipeline.pose import BlazePoseLandmarks, PoseEstimator, YoloKeypoints
-from worker.pipeline.records import Detection, FramePoses, PoseSequence, ProgressFn, VideoInfo
+from worker.pipeline.detect import OnnxPoseDetector, PoseDetector, TorchPoseDetector
+from worker.pipeline.find import FindPeople
+from worker.pipeline.plan import SearchConfig
+from worker.pipeline.pose import BlazePose, BlazePoseLandmarks, PoseEstimator, YoloKeypoints
+from worker.pipeline.records import Detections, PoseSequence, ProgressFn, VideoInfo
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class ProfileConfig:
-    imgsz: int  # long side of the YOLO input
-    pose: str  # "yolo" | "blazepose"
-
-
-PROFILES: dict[str, ProfileConfig] = {
-    "fast": ProfileConfig(imgsz=384, pose="yolo"),
-    # BlazePose gives the keypoints here; YOLO only needs to find and follow the dancers.
-    "accurate": ProfileConfig(imgsz=384, pose="blazepose"),
-}
-# A GPU has time to spare: full resolution for the detector.
-GPU_IMGSZ = 640
 TRACKER = "bytetrack"
+# A GPU has time to spare: the whole frame is never fed smaller than this there.
+GPU_MIN_IMGSZ = 640
 
 
 _END = object()
@@ -100,53 +92,43 @@ class RealAnalyzer:
     def __init__(self, settings: Settings | None = None, models: LoadedModels | None = None) -> None:
         device = settings.device if settings is not None else "auto"
         self.models = models if models is not None else load_models(device)
-        self.yolo_keypoints = YoloKeypoints()
-        self.blazepose = BlazePoseLandmarks(self.models.blazepose)
+        self.detector: PoseDetector = (
+            OnnxPoseDetector(self.models.yolo)
+            if self.models.yolo_backend == "onnxruntime"
+            else TorchPoseDetector(self.models.yolo, self.models.device)
+        )
+        self.landmarks = BlazePoseLandmarks(self.models.blazepose)
 
     @property
     def device(self) -> str:
         return self.models.device
 
-    def detector(self, profile: Profile) -> Any:
-        config = PROFILES[profile]
-        if self.models.yolo_backend == "onnxruntime":
-            return OnnxPoseDetector(self.models.yolo, imgsz=config.imgsz)
-        return TorchPoseDetector(self.models.yolo, self.models.device, imgsz=max(config.imgsz, GPU_IMGSZ))
+    def search_config(self) -> SearchConfig:
+        return SearchConfig() if self.models.device == "cpu" else SearchConfig(min_imgsz=GPU_MIN_IMGSZ)
 
     def pose_estimator(self, profile: Profile) -> PoseEstimator:
-        return self.blazepose if PROFILES[profile].pose == "blazepose" else self.yolo_keypoints
+        """A new pose stage for one video (BlazePose remembers each track's region)."""
+        return BlazePose(self.landmarks) if profile is Profile.ACCURATE else YoloKeypoints()
 
-    def generator(self, profile: Profile, detector: Any, pose: PoseEstimator) -> dict[str, str | None]:
-        return {
+    def analyze(self, video: VideoInfo, profile: Profile, progress: ProgressFn) -> PoseSequence:
+        find = FindPeople(self.detector, video.width, video.height, video.fps, self.search_config())
+        pose = self.pose_estimator(profile)
+        frames: list[Detections] = []
+        times: list[float] = []
+        for frame in prefetch(decode_frames(video.path, video.rotation)):
+            people = find(frame.image, frame.index)
+            frames.append(people.with_keypoints(pose(frame.image, people)))
+            times.append(frame.time)
+            progress(len(frames))
+        generator: dict[str, Any] = {
             "mode": "real",
-            "profile": profile,
-            "detector": f"yolo11n-pose@{detector.imgsz} ({self.models.yolo_backend})",
+            "profile": profile.value,
+            "detector": self.detector.name,
+            "detection": find.policy.summary(),
             "pose_model": pose.name,
+            "pose_presence": pose.summary() if isinstance(pose, BlazePose) else None,
             "tracker": TRACKER,
             "smoothing": None,  # the smooth stage fills this in
             "device": self.models.device,
         }
-
-    def analyze(self, video: VideoInfo, profile: Profile, progress: ProgressFn) -> PoseSequence:
-        if profile not in PROFILES:
-            raise ValueError(f"unknown profile {profile!r}")
-        detector = self.detector(profile)
-        stage = DetectTrack(detector, fps=video.fps)
-        pose = self.pose_estimator(profile)
-        frames: list[FramePoses] = []
-        for frame in prefetch(decode_frames(video.path, video.rotation)):
-            people = stage(frame.image)
-            keypoints = pose(frame.image, people)
-            detections = [
-                Detection(
-                    track_id=person.track_id,
-                    box=person.box,
-                    score=person.score,
-                    keypoints=kps,
-                    keypoints_raw=kps.copy(),
-                )
-                for person, kps in zip(people, keypoints, strict=True)
-            ]
-            frames.append(FramePoses(index=frame.index, time=frame.time, detections=detections))
-            progress(len(frames))
-        return PoseSequence(skeleton=pose.skeleton, frames=frames, generator=self.generator(profile, detector, pose))
+        return PoseSequence.from_frames(pose.skeleton, times, frames, generator)

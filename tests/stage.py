@@ -1,0 +1,203 @@
+"""Wide stage shots with small dancers, built from real photos of people, with known boxes.
+
+A group filmed from the back of a hall is the hard case for a detector: every
+dancer is 80-200 px tall in a 1280x720 frame. `stage_clip` builds that scene
+from the full-length people in Ultralytics' `bus.jpg`: each is cut out once
+with OpenCV's GrabCut, then composited (scaled, some mirrored) onto a stage,
+nearer dancers lower and bigger, each walking across and bouncing on a quick
+3 Hz accent. Because the scene is composed, the true box of every dancer in
+every frame is known (`StageClip.truth`), and tests can count that each one
+is found and keeps one id. `cutoff_clip` places a big dancer half outside the
+left edge of the frame, moving in and out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tests.clips import package_photo, write_clip
+
+# Full-length people in bus.jpg (1080x810), as a careful detector run boxes them.
+BUS_PEOPLE = {"coat": (54, 404, 238, 900), "jacket": (225, 406, 344, 861)}
+
+
+@dataclass(frozen=True)
+class Sprite:
+    """A cut-out person: BGR pixels and an alpha mask, cropped to the person."""
+
+    image: np.ndarray
+    alpha: np.ndarray  # float32 0..1
+
+
+@dataclass(frozen=True)
+class Dancer:
+    """One composited dancer: which sprite, how tall, and how it moves."""
+
+    sprite: str
+    height: float  # px at rest
+    feet_y: float  # px, where the feet stand (depth: lower is nearer)
+    x0: float  # px, centre at t=0
+    walk: float  # px/s, sideways
+    mirror: bool = False
+    bounce_hz: float = 3.0
+    bounce: float = 0.05  # of height: a quick up-and-down accent
+    sway: float = 0.0  # px, sideways back and forth ...
+    sway_hz: float = 0.5  # ... at this rate
+
+    def centre_x(self, t: float) -> float:
+        return self.x0 + self.walk * t + self.sway * math.sin(2 * math.pi * self.sway_hz * t)
+
+    def lift(self, t: float) -> float:
+        """How far the feet are off the floor at `t` (px): the bounce."""
+        return self.bounce * self.height * 0.5 * (1 - math.cos(2 * math.pi * self.bounce_hz * t))
+
+
+@dataclass
+class StageClip:
+    path: Path
+    times: list[float]
+    truth: np.ndarray  # (frames, dancers, 4) true box of each dancer, clipped to the frame; NaN when out of view
+    visible: np.ndarray  # (frames, dancers) share of each dancer's width inside the frame
+    size: tuple[int, int]
+
+
+@lru_cache(maxsize=4)
+def bus_sprite(name: str) -> Sprite:
+    """One person of bus.jpg cut out with GrabCut (deterministic: OpenCV's RNG is seeded)."""
+    photo = package_photo("bus.jpg")
+    if photo is None:
+        raise FileNotFoundError("bus.jpg (ultralytics assets) is not installed")
+    image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+    x1, y1, x2, y2 = BUS_PEOPLE[name]
+    margin = 12
+    rx, ry = max(x1 - margin, 0), max(y1 - margin, 0)
+    rect = (rx, ry, min(x2 + margin, image.shape[1] - 1) - rx, min(y2 + margin, image.shape[0] - 1) - ry)
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.setRNGSeed(0)
+    cv2.grabCut(image, mask, rect, np.zeros((1, 65)), np.zeros((1, 65)), 5, cv2.GC_INIT_WITH_RECT)
+    solid = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
+    # Keep the person (the largest component), not stray bits of the background.
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(solid)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if count > 1 else 1
+    solid = (labels == largest).astype(np.uint8)
+    ys, xs = np.nonzero(solid)
+    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    alpha = cv2.GaussianBlur(solid[top:bottom, left:right].astype(np.float32), (5, 5), 0)  # soft edge
+    return Sprite(image=image[top:bottom, left:right].copy(), alpha=alpha)
+
+
+def stage_background(size: tuple[int, int]) -> np.ndarray:
+    """A dim back wall with a few lights over a wooden floor, like a hall filmed from its back."""
+    width, height = size
+    horizon = int(0.52 * height)
+    rows = np.linspace(0, 1, height)[:, None]
+    wall = np.array([70, 52, 46], np.float32) * (0.6 + 0.4 * rows)
+    floor = np.array([60, 105, 150], np.float32) * (0.5 + 0.7 * rows)
+    image = np.where(np.arange(height)[:, None, None] < horizon, wall[:, None, :], floor[:, None, :])
+    image = np.broadcast_to(image, (height, width, 3)).astype(np.float32).copy()
+    for i in range(1, 12):  # floor boards converging on the back wall
+        x = int(width * i / 12)
+        cv2.line(image, (width // 2 + (x - width // 2) // 3, horizon), (x, height), (40, 80, 115), 2, cv2.LINE_AA)
+    for i in range(6):  # lights on the wall
+        cv2.circle(image, (int(width * (i + 0.5) / 6), int(0.18 * height)), 6, (200, 230, 250), -1, cv2.LINE_AA)
+    rng = np.random.default_rng(7)
+    image += rng.normal(0, 3.0, image.shape).astype(np.float32)  # sensor grain
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def paste(canvas: np.ndarray, sprite: Sprite, centre_x: float, feet_y: float, height: float, mirror: bool) -> tuple:
+    """Composite `sprite` scaled to `height`, feet at `feet_y`; returns its visible box, or None."""
+    scale = height / sprite.image.shape[0]
+    width = max(1, round(sprite.image.shape[1] * scale))
+    tall = max(1, round(height))
+    image = cv2.resize(sprite.image, (width, tall), interpolation=cv2.INTER_AREA)
+    alpha = cv2.resize(sprite.alpha, (width, tall), interpolation=cv2.INTER_AREA)
+    if mirror:
+        image, alpha = image[:, ::-1], alpha[:, ::-1]
+    x1, y1 = round(centre_x - width / 2), round(feet_y - tall)
+    fx1, fy1 = max(x1, 0), max(y1, 0)
+    fx2, fy2 = min(x1 + width, canvas.shape[1]), min(y1 + tall, canvas.shape[0])
+    if fx2 - fx1 < 2 or fy2 - fy1 < 2:
+        return None
+    a = alpha[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1, None]
+    region = canvas[fy1:fy2, fx1:fx2].astype(np.float32)
+    region = a * image[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1] + (1 - a) * region
+    canvas[fy1:fy2, fx1:fx2] = region.astype(np.uint8)
+    ys, xs = np.nonzero(a[..., 0] > 0.5)
+    if not len(xs):
+        return None
+    return (fx1 + xs.min(), fy1 + ys.min(), fx1 + xs.max() + 1, fy1 + ys.max() + 1)
+
+
+def render_scene(
+    dancers: list[Dancer], size: tuple[int, int], times: list[float]
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Frames of `dancers` on the stage at `times`, and their true boxes (clipped to the frame; NaN out of view)."""
+    background = stage_background(size)
+    truth = np.full((len(times), len(dancers), 4), np.nan)
+    frames = []
+    # Far dancers first, so nearer ones cover them.
+    order = sorted(range(len(dancers)), key=lambda i: dancers[i].feet_y)
+    for f, t in enumerate(times):
+        canvas = background.copy()
+        for i in order:
+            d = dancers[i]
+            box = paste(canvas, bus_sprite(d.sprite), d.centre_x(t), d.feet_y - d.lift(t), d.height, d.mirror)
+            if box is not None:
+                truth[f, i] = box
+        frames.append(canvas)
+    return frames, truth
+
+
+def wide_shot_dancers(size: tuple[int, int] = (1280, 720)) -> list[Dancer]:
+    """Six dancers 80-200 px tall (at 720p; scaled with the frame) spread over the stage, none overlapping."""
+    width, height = size
+    k = height / 720
+    spots = [  # (sprite, height px at 720p, feet y at 720p, x fraction, walk px/s at 720p, mirror)
+        ("coat", 84, 430, 0.14, 20, False),
+        ("jacket", 96, 450, 0.50, -18, True),
+        ("coat", 118, 500, 0.84, -22, True),
+        ("jacket", 140, 560, 0.30, 26, False),
+        ("coat", 168, 620, 0.66, -24, False),
+        ("jacket", 200, 700, 0.10, 20, True),
+    ]
+    return [
+        Dancer(sprite=s, height=h * k, feet_y=y * k, x0=x * width, walk=v * k, mirror=m, bounce_hz=3.0)
+        for s, h, y, x, v, m in spots
+    ]
+
+
+def cutoff_dancers(size: tuple[int, int] = (1280, 720)) -> list[Dancer]:
+    """A dancer half outside the left edge (swaying in and out), and one fully in view."""
+    width, height = size
+    k = height / 720
+    return [
+        Dancer(sprite="coat", height=420 * k, feet_y=690 * k, x0=0.0, walk=0.0, bounce=0.0, sway=60 * k),
+        Dancer(sprite="jacket", height=360 * k, feet_y=660 * k, x0=0.62 * width, walk=-15 * k, mirror=True),
+    ]
+
+
+def stage_clip(
+    path: Path,
+    dancers: list[Dancer],
+    *,
+    seconds: float = 2.0,
+    fps: float = 15.0,
+    size: tuple[int, int] = (1280, 720),
+    audio: bool = False,
+) -> StageClip:
+    """Encode the scene to H.264 (near-lossless, as a phone would film it)."""
+    times = [i / fps for i in range(max(2, round(seconds * fps)))]
+    frames, truth = render_scene(dancers, size, times)
+    write_clip(frames, path, fps, audio=audio, times=times, preset="veryfast", crf=18)
+    full_width = np.array(
+        [d.height * bus_sprite(d.sprite).image.shape[1] / bus_sprite(d.sprite).image.shape[0] for d in dancers]
+    )
+    visible = np.nan_to_num((truth[..., 2] - truth[..., 0]) / full_width, nan=0.0)
+    return StageClip(path=path, times=times, truth=truth, visible=visible, size=size)

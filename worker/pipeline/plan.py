@@ -1,0 +1,175 @@
+"""How to look at each frame so that small dancers are big enough for the detector.
+
+YOLO11n-pose finds a person reliably once they are about 96 px tall in the
+image it is given. Measured on the stage clip of tests/stage.py (six dancers
+84-200 px tall in 1280x720): 0 of 6 found at a 384 px input, 2 at 640, 4 at
+1024, all 6 at 1280. A group filmed from the back of a hall needs its dancers
+enlarged, and there are two ways to do that:
+
+- **frame**: the whole frame at a larger input size. Cost grows with the
+  pixels: 9 ms at 384 px, 75 ms at 1280 px on 2 CPU cores.
+- **crops**: a square around each tracked dancer (`crop_context` x the box),
+  scaled to `crop_imgsz` so the dancer is about 120 px tall, all in one
+  batch: 21 ms for six dancers. This is the top-down scheme of RTMPose-style
+  pipelines, and the keypoints come from the enlarged dancer too.
+
+Crops only see dancers that are already known. So a **careful** look at the
+whole frame, at the size of the reference run (1280 px), comes first and then
+repeats at intervals to find newcomers: every `discover_every_s` while working
+from crops, and every `recheck_every_s` while working on a cheaper whole frame.
+
+`LookPolicy.next` decides frame by frame. It takes the smallest dancer the
+tracker expects, the input size the whole frame would need for them, and the
+pixel cost of each way, and switches only when the other way is clearly
+cheaper (hysteresis). What it chose, and why, goes into the results'
+`generator.detection` (`LookPolicy.summary`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+LookKind = Literal["careful", "frame", "crops"]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    careful_imgsz: int = 1280  # the whole frame, carefully: the reference run's input size
+    min_imgsz: int = 384  # the whole frame is never fed smaller than this
+    person_px: float = 96.0  # a person this tall in the model's input is found reliably
+    crop_imgsz: int = 192  # input size of each crop
+    crop_context: float = 1.6  # crop side / the long side of the dancer's box
+    discover_every_s: float = 0.5  # careful look while working from crops
+    recheck_every_s: float = 2.0  # careful look while working on a smaller whole frame
+    crop_overhead: float = 1.15  # a crop costs this many times its pixels (per-image work around the model)
+    switch_margin: float = 0.2  # the other way must be this much cheaper before switching
+    stride: int = 32
+
+
+@dataclass(frozen=True)
+class Look:
+    kind: LookKind
+    imgsz: int  # the whole frame's long side in the model (careful, frame) or each crop's side (crops)
+    regions: np.ndarray | None = None  # (M, 4) square crops x1, y1, x2, y2 in frame pixels (crops)
+
+
+def input_pixels(width: int, height: int, imgsz: int, stride: int = 32) -> int:
+    """Pixels the model sees for a `width` x `height` frame fed at long side `imgsz` (letterboxed to `stride`)."""
+    ratio = imgsz / max(width, height)
+    return math.ceil(width * ratio / stride) * stride * math.ceil(height * ratio / stride) * stride
+
+
+def crop_regions(boxes: np.ndarray, context: float, min_side: float) -> np.ndarray:
+    """Square regions centred on each box, `context` times its long side (at least `min_side`)."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    side = np.maximum(context * np.max(boxes[:, 2:] - boxes[:, :2], axis=1), min_side)
+    return np.c_[centre - side[:, None] / 2, centre + side[:, None] / 2]
+
+
+@dataclass
+class LookPolicy:
+    """Chooses each frame's look; one instance per video."""
+
+    width: int
+    height: int
+    fps: float
+    config: SearchConfig = field(default_factory=SearchConfig)
+    mode: Literal["frame", "crops"] = "frame"
+    last_careful: int | None = None
+    counts: Counter[str] = field(default_factory=Counter)
+    frame_sizes: set[int] = field(default_factory=set)
+    smallest_px: float | None = None  # smallest dancer the policy planned for
+    most_dancers: int = 0
+
+    def frames_every(self, seconds: float) -> int:
+        return max(1, round(seconds * (self.fps if self.fps > 0 else 30.0)))
+
+    def frame_imgsz(self, smallest_px: float) -> int:
+        """Input size at which the whole frame shows a dancer `smallest_px` tall at `person_px`."""
+        c = self.config
+        needed = c.person_px / max(smallest_px, 1.0) * max(self.width, self.height)
+        return int(min(max(math.ceil(needed / c.stride) * c.stride, c.min_imgsz), c.careful_imgsz))
+
+    def costs(self, frame_imgsz: int, dancers: int) -> tuple[float, float]:
+        """Pixels per frame, careful looks included, of working on the whole frame and of working from crops."""
+        c = self.config
+        careful = input_pixels(self.width, self.height, c.careful_imgsz, c.stride)
+        frame: float = input_pixels(self.width, self.height, frame_imgsz, c.stride)
+        if frame_imgsz < c.careful_imgsz:
+            frame += careful / self.frames_every(c.recheck_every_s)
+        crops = dancers * c.crop_imgsz**2 * c.crop_overhead + careful / self.frames_every(c.discover_every_s)
+        return frame, crops
+
+    def next(self, frame_index: int, expected: np.ndarray) -> Look:
+        """The look for frame `frame_index`, given the (M, 4) boxes where the tracker expects dancers."""
+        c = self.config
+        if len(expected):
+            sides = np.max(expected[:, 2:] - expected[:, :2], axis=1)
+            smallest = float(sides.min())
+            self.smallest_px = smallest if self.smallest_px is None else min(self.smallest_px, smallest)
+            self.most_dancers = max(self.most_dancers, len(expected))
+            frame_imgsz = self.frame_imgsz(smallest)
+            frame_cost, crops_cost = self.costs(frame_imgsz, len(expected))
+            if self.mode == "frame" and crops_cost < (1 - c.switch_margin) * frame_cost:
+                self.mode = "crops"
+            elif self.mode == "crops" and crops_cost > (1 + c.switch_margin) * frame_cost:
+                self.mode = "frame"
+        else:
+            self.mode, frame_imgsz = "frame", c.min_imgsz  # nobody known: big newcomers show at any size
+
+        every = c.discover_every_s if self.mode == "crops" else c.recheck_every_s
+        due = self.last_careful is None or frame_index - self.last_careful >= self.frames_every(every)
+        if due or (self.mode == "frame" and frame_imgsz >= c.careful_imgsz):
+            self.last_careful = frame_index
+            return self._count(Look("careful", c.careful_imgsz))
+        if self.mode == "crops":
+            regions = crop_regions(expected, c.crop_context, min_side=c.crop_imgsz / 4)
+            return self._count(Look("crops", c.crop_imgsz, regions))
+        self.frame_sizes.add(frame_imgsz)
+        return self._count(Look("frame", frame_imgsz))
+
+    def _count(self, look: Look) -> Look:
+        self.counts[look.kind] += 1
+        return look
+
+    def summary(self) -> dict[str, Any]:
+        """What was chosen for the video and why: the results' `generator.detection`."""
+        c = self.config
+        frames = {kind: self.counts.get(kind, 0) for kind in ("careful", "frame", "crops")}
+        sizes = sorted(self.frame_sizes)
+        if self.smallest_px is None:
+            why = (
+                f"Nobody was found. The whole frame was searched at {c.careful_imgsz} px every "
+                f"{c.recheck_every_s:g} s and at {c.min_imgsz} px in between."
+            )
+        else:
+            need = self.frame_imgsz(self.smallest_px)
+            why = (
+                f"The smallest dancer was {self.smallest_px:.0f} px tall (of up to {self.most_dancers} at once). "
+                f"The model finds a person reliably at {c.person_px:g} px, so the whole frame would need a "
+                f"{need} px input."
+            )
+            if frames["crops"]:
+                why += (
+                    f" Where crops cost fewer pixels, each dancer was found in a {c.crop_imgsz} px crop "
+                    f"({c.crop_context:g}x their box) and the whole frame was searched at {c.careful_imgsz} px "
+                    f"every {c.discover_every_s:g} s for newcomers."
+                )
+            if frames["frame"]:
+                why += (
+                    f" Elsewhere the whole frame was fed at {'/'.join(map(str, sizes))} px, with a search at "
+                    f"{c.careful_imgsz} px every {c.recheck_every_s:g} s for smaller newcomers."
+                )
+        return {
+            "frames": frames,
+            "careful_imgsz": c.careful_imgsz,
+            "frame_imgsz": sizes,
+            "crop_imgsz": c.crop_imgsz,
+            "smallest_dancer_px": None if self.smallest_px is None else round(self.smallest_px, 1),
+            "why": why,
+        }
