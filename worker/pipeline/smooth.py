@@ -1,134 +1,161 @@
-"""Smooth stage: per track and per keypoint, remove jitter without lag and fill short gaps.
+"""Smooth stage: per track and per keypoint, remove jitter without lag or lost amplitude, and fill short gaps.
 
-1. Gaps: when a track misses 1..`max_gap_frames` frames between two detections,
-   those frames get a detection interpolated linearly in time (box, keypoints,
-   scores; VFR-aware), marked `interpolated=True` with `keypoints_raw=None`.
-   Longer gaps stay gaps.
-2. Jitter: a One Euro filter (Casiez et al., CHI 2012) on every keypoint's
-   (x, y), run forwards and backwards over each continuous run of the track
-   and averaged. One Euro adapts its cutoff to speed (steady limbs are held
-   still, fast ones pass through); the forward pass lags and the backward
-   pass leads by the same amount, so their mean has no lag, which an offline
-   stage can afford. Positions are measured in body heights (the track's
-   median box height), so the same parameters fit any resolution and dancer
-   size; time steps come from the container's timestamps, so VFR is exact.
+1. Gaps: when a track misses 1..`max_gap_frames` frames between two
+   detections, those frames get a row interpolated linearly in time (box,
+   keypoints and scores, aware of variable frame rates), marked
+   `interpolated` with NaN raw keypoints. Longer gaps stay gaps.
+2. Jitter: locally weighted quadratic regression (LOESS, Cleveland 1979)
+   over each continuous run of a track. Each frame's value is a quadratic
+   fitted to the frames within `half_window_s` of it, under a tricube kernel
+   and weighted by the model's confidence in each keypoint. Unsure,
+   wandering keypoints therefore count for little next to sure ones. The
+   window is symmetric, so there is no lag. A quadratic follows peaks
+   that an average or a one-pole filter (One Euro, the stage's earlier
+   filter) would flatten. On noisy 3 Hz sine motion it keeps 0.97 of the
+   amplitude where One Euro kept 0.46, and it still cuts jitter (frame-to-frame
+   acceleration of the error, as SmoothNet measures it) about 5x. It is the
+   Savitzky-Golay idea fitted on real timestamps, so variable frame rates
+   are exact.
+3. Frame edges: keypoints are clamped into the frame. One that ends up
+   clearly outside it (more than 1% of the frame's long side: the model
+   guessed a limb beyond the edge) also gets score 0, meaning "not seen".
+   The model's guess stays in `keypoints_raw`.
 
-The model's values stay in `keypoints_raw`; the stage is idempotent (it always
-starts from the raw values and drops its own earlier interpolations). Mock
-sequences (continuous tracks) go through the same code.
+The stage always starts from the raw values and drops its own earlier
+interpolations, so it is idempotent. Mock sequences go through the same code.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from worker.pipeline.records import Detection, PoseSequence
+from worker.pipeline.records import Detections, PoseSequence
 
 
 @dataclass(frozen=True)
 class SmoothingConfig:
-    min_cutoff_hz: float = 1.0
-    beta: float = 6.0  # cutoff Hz added per body-height/s of speed
-    d_cutoff_hz: float = 1.0
+    half_window_s: float = 2 / 15  # the kernel reaches zero 4 frames away at 30 fps
+    min_weight: float = 0.05  # a keypoint the model is unsure of (or an interpolated one) still counts this much
     max_gap_frames: int = 5
 
     def describe(self) -> str:
         return (
-            f"one-euro forward-backward (min_cutoff={self.min_cutoff_hz:g}Hz, beta={self.beta:g}, "
-            f"d_cutoff={self.d_cutoff_hz:g}Hz); gaps<={self.max_gap_frames} frames interpolated"
+            f"loess: local quadratic, tricube kernel +-{self.half_window_s:.3f}s, confidence-weighted; "
+            f"gaps<={self.max_gap_frames} frames interpolated; keypoints clamped into the frame, scored 0 beyond 1%"
         )
 
 
 DEFAULT = SmoothingConfig()
 
 
-def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
-    tau = 1.0 / (2.0 * math.pi * cutoff)
-    return 1.0 / (1.0 + tau / dt)
+def loess(
+    times: np.ndarray, values: np.ndarray, weights: np.ndarray, half_window: float, block: int = 1024
+) -> np.ndarray:
+    """Local quadratic fit at every time: `values` (T, K, D) weighted by `weights` (T, K); returns (T, K, D).
 
-
-def one_euro(times: np.ndarray, values: np.ndarray, config: SmoothingConfig = DEFAULT) -> np.ndarray:
-    """One Euro filter along axis 0 of `values` (T, K, 2); the K points are filtered independently."""
+    Long runs go in blocks of `block` frames (each with its neighbours on both
+    sides), so memory stays flat however long a dancer stays in view.
+    """
+    count = len(times)
+    if count < 2:
+        return values.copy()
+    span = int(np.max(np.searchsorted(times, times + half_window, side="right") - np.arange(count)))
     out = np.empty_like(values)
-    out[0] = values[0]
-    x_hat = values[0].copy()
-    dx_hat = np.zeros_like(values[0])
-    for i in range(1, len(values)):
-        dt = max(float(times[i] - times[i - 1]), 1e-3)
-        dx = (values[i] - x_hat) / dt
-        dx_hat += _alpha(config.d_cutoff_hz, dt) * (dx - dx_hat)
-        speed = np.linalg.norm(dx_hat, axis=-1, keepdims=True)
-        x_hat += _alpha(config.min_cutoff_hz + config.beta * speed, dt) * (values[i] - x_hat)
-        out[i] = x_hat
+    for start in range(0, count, block):
+        stop = min(start + block, count)
+        lo, hi = max(0, start - span), min(count, stop + span)
+        fitted = _loess_block(times[lo:hi], values[lo:hi], weights[lo:hi], half_window, span)
+        out[start:stop] = fitted[start - lo : stop - lo]
     return out
 
 
-def zero_lag_one_euro(times: np.ndarray, values: np.ndarray, config: SmoothingConfig = DEFAULT) -> np.ndarray:
-    """Mean of the forward and the time-reversed One Euro passes: jitter removed, lag cancelled."""
-    if len(values) < 3:
-        return values.copy()
-    forward = one_euro(times, values, config)
-    backward = one_euro(-times[::-1], values[::-1], config)[::-1]
-    return (forward + backward) / 2.0
+def _loess_block(times: np.ndarray, values: np.ndarray, weights: np.ndarray, half_window: float, span: int):
+    """All keypoints and frames at once: frame i gathers its neighbours by offset (i-span .. i+span),
+    accumulates the weighted moments of the normal equations, and solves each 3x3 system by Cramer's rule.
+    Where a window has too few points for a quadratic, the fit drops to a line, then to the weighted mean."""
+    count = len(times)
+    s = np.zeros((5, *weights.shape))  # sum of w * u^p, p = 0..4 (u: time offset in half windows)
+    y = np.zeros((3, *values.shape))  # sum of w * u^p * value, p = 0..2
+    for offset in range(-span, span + 1):
+        lo, hi = max(0, -offset), min(count, count - offset)
+        if hi <= lo:
+            continue
+        u = (times[lo + offset : hi + offset] - times[lo:hi]) / half_window
+        kernel = np.clip(1 - np.abs(u) ** 3, 0, None) ** 3
+        w = kernel[:, None] * weights[lo + offset : hi + offset]
+        for p in range(5):
+            s[p, lo:hi] += w * (u**p)[:, None]
+        for p in range(3):
+            y[p, lo:hi] += (w * (u**p)[:, None])[..., None] * values[lo + offset : hi + offset]
+    s0, s1, s2, s3, s4 = (m[..., None] for m in s)
+    y0, y1, y2 = y
+    det3 = s0 * (s2 * s4 - s3 * s3) - s1 * (s1 * s4 - s2 * s3) + s2 * (s1 * s3 - s2 * s2)
+    quad = (y0 * (s2 * s4 - s3 * s3) - s1 * (y1 * s4 - s3 * y2) + s2 * (y1 * s3 - s2 * y2)) / np.where(det3, det3, 1)
+    det2 = s0 * s2 - s1 * s1
+    line = (y0 * s2 - s1 * y1) / np.where(det2, det2, 1)
+    mean = y0 / np.where(s0, s0, 1)
+    fit = np.where(np.abs(det3) > 1e-6 * s0**3, quad, np.where(np.abs(det2) > 1e-6 * s0**2, line, mean))
+    return np.where(s0 > 0, fit, values)
 
 
-def _interpolate(a: Detection, b: Detection, w: float, track_id: int) -> Detection:
-    kp_a = a.keypoints_raw if a.keypoints_raw is not None else a.keypoints
-    kp_b = b.keypoints_raw if b.keypoints_raw is not None else b.keypoints
-    return Detection(
-        track_id=track_id,
-        box=((1 - w) * a.box + w * b.box).astype(np.float32),
-        score=float((1 - w) * a.score + w * b.score),
-        keypoints=((1 - w) * kp_a + w * kp_b).astype(np.float32),
-        keypoints_raw=None,
-        interpolated=True,
-    )
+def _lerp(x: np.ndarray, a: int, b: int, w: np.ndarray) -> np.ndarray:
+    """Rows between x[a] and x[b], `w` (M,) of the way from one to the other."""
+    w = w.reshape(-1, *[1] * (x.ndim - 1))
+    return (1 - w) * x[a] + w * x[b]
 
 
-def smooth_sequence(poses: PoseSequence, config: SmoothingConfig = DEFAULT) -> PoseSequence:
-    frames = poses.frames
-    times = np.array([f.time for f in frames], dtype=np.float64)
+def _fill_gaps(track: Detections, times: np.ndarray, max_gap: int) -> Detections:
+    """Rows interpolated linearly in time over the track's gaps of 1..`max_gap` frames."""
+    rows = []
+    for a, b in itertools.pairwise(range(len(track))):
+        fa, fb = int(track.frames[a]), int(track.frames[b])
+        if not 1 < fb - fa <= max_gap + 1:
+            continue
+        missing = np.arange(fa + 1, fb)
+        w = ((times[missing] - times[fa]) / max(times[fb] - times[fa], 1e-9)).astype(np.float32)
+        filled = Detections.create(
+            _lerp(track.boxes, a, b, w), _lerp(track.scores, a, b, w), _lerp(track.keypoints, a, b, w)
+        )
+        filled.keypoints_raw[:] = np.nan
+        filled.interpolated[:] = True
+        filled.track_ids[:] = track.track_ids[a]
+        filled.frames = missing.astype(np.int32)
+        rows.append(filled)
+    return Detections.concat(rows, track.num_keypoints)
+
+
+def mark_off_frame(keypoints: np.ndarray, width: int, height: int, tolerance: float = 0.01) -> None:
+    """In place: every keypoint is clamped into the frame; one beyond its edge by more than `tolerance` of the
+    frame's long side is scored 0 (not seen: a guess). Nearer ones are joints at the edge, and were seen."""
+    x, y = keypoints[..., 0], keypoints[..., 1]
+    slack = tolerance * max(width, height)
+    outside = (x < -slack) | (x > width + slack) | (y < -slack) | (y > height + slack)
+    keypoints[..., 2][outside] = 0.0
+    np.clip(x, 0, width, out=x)
+    np.clip(y, 0, height, out=y)
+
+
+def smooth_sequence(poses: PoseSequence, width: int, height: int, config: SmoothingConfig = DEFAULT) -> PoseSequence:
+    """Smooth every track of `poses` (in place) for a `width` x `height` frame; returns it."""
     # Start from the model's values; forget interpolations of an earlier run.
-    tracks: dict[int, list[tuple[int, Detection]]] = {}
-    for pos, frame in enumerate(frames):
-        frame.detections = [d for d in frame.detections if not d.interpolated]
-        for det in frame.detections:
-            if det.keypoints_raw is None:
-                det.keypoints_raw = np.array(det.keypoints, dtype=np.float32, copy=True)
-            tracks.setdefault(det.track_id, []).append((pos, det))
+    seen = poses.people[~poses.people.interpolated]
+    seen.keypoints = seen.keypoints_raw.copy()
+    poses.people = seen
+    filled = [_fill_gaps(track, poses.times, config.max_gap_frames) for _, track in poses.tracks()]
+    poses.people = Detections.concat([seen, *filled], seen.num_keypoints)
+    poses.sorted()
 
-    for track_id, items in tracks.items():
-        items.sort(key=lambda item: item[0])
-        # 1. fill short gaps, split at long ones
-        runs: list[list[tuple[int, Detection]]] = [[items[0]]]
-        for (pos_a, det_a), (pos_b, det_b) in itertools.pairwise(items):
-            gap = pos_b - pos_a - 1
-            if gap > config.max_gap_frames:
-                runs.append([(pos_b, det_b)])
-                continue
-            span = max(times[pos_b] - times[pos_a], 1e-9)
-            for pos in range(pos_a + 1, pos_b):
-                filled = _interpolate(det_a, det_b, float((times[pos] - times[pos_a]) / span), track_id)
-                frames[pos].detections.append(filled)
-                runs[-1].append((pos, filled))
-            runs[-1].append((pos_b, det_b))
-        # 2. zero-lag One Euro per run, in body heights
-        heights = np.array([float(d.box[3] - d.box[1]) for _, d in items])
-        scale = max(float(np.median(heights)), 1.0)
-        for run in runs:
-            run_times = times[[pos for pos, _ in run]]
-            raw = np.stack([(d.keypoints_raw if d.keypoints_raw is not None else d.keypoints) for _, d in run]).astype(
-                np.float64
-            )
-            smoothed_xy = zero_lag_one_euro(run_times, raw[..., :2] / scale, config) * scale
-            for (_, det), xy, values in zip(run, smoothed_xy, raw, strict=True):
-                det.keypoints = np.concatenate([xy, values[:, 2:3]], axis=1).astype(np.float32)
-
-    for frame in frames:
-        frame.detections.sort(key=lambda d: d.track_id)
+    for _, track in poses.tracks():  # views: writes land in poses.people
+        starts = np.r_[0, np.flatnonzero(np.diff(track.frames) > 1) + 1, len(track)]
+        for start, stop in itertools.pairwise(starts):
+            run = track[start:stop]
+            weights = np.maximum(run.keypoints[..., 2], config.min_weight)
+            weights[run.interpolated] = config.min_weight
+            xy = run.keypoints[..., :2].astype(np.float64)
+            run.keypoints[..., :2] = loess(poses.times[run.frames], xy, weights, config.half_window_s)
+    mark_off_frame(poses.people.keypoints, width, height)
     poses.generator["smoothing"] = config.describe()
     return poses
