@@ -64,6 +64,10 @@ def load_onnx_session(path: Path, threads: int) -> Any:
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    # The find stage feeds many input shapes (whole frames at several sizes, crop batches as large as the
+    # number of dancers); a memory pattern is planned and kept per shape. Measured: peak RSS 255 MB with
+    # patterns, 176 MB without, at the same speed.
+    options.enable_mem_pattern = False
     # Idle pool threads must not spin after a run: LiteRT (BlazePose) and the
     # decode thread need those cores right after YOLO finishes.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
