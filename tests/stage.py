@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from tests.clips import package_photo, write_clip
+from worker.pipeline.track import iou_matrix
 
 # Full-length people in bus.jpg (1080x810), as a careful detector run boxes them.
 BUS_PEOPLE = {"coat": (54, 404, 238, 900), "jacket": (225, 406, 344, 861)}
@@ -65,6 +66,14 @@ class StageClip:
     truth: np.ndarray  # (frames, dancers, 4) true box of each dancer, clipped to the frame; NaN when out of view
     visible: np.ndarray  # (frames, dancers) share of each dancer's width inside the frame
     size: tuple[int, int]
+
+
+def recall(expected: list[np.ndarray], found: list[np.ndarray], min_iou: float = 0.5) -> float:
+    """Share of `expected` boxes (one (N, 4) array per frame) that a `found` box matches with IoU >= `min_iou`."""
+    hits = sum(
+        int((iou_matrix(e, f).max(axis=1) >= min_iou).sum()) for e, f in zip(expected, found, strict=True) if len(f)
+    )
+    return hits / max(sum(len(e) for e in expected), 1)
 
 
 @lru_cache(maxsize=4)
@@ -112,27 +121,26 @@ def stage_background(size: tuple[int, int]) -> np.ndarray:
 
 
 def paste(canvas: np.ndarray, sprite: Sprite, centre_x: float, feet_y: float, height: float, mirror: bool) -> tuple:
-    """Composite `sprite` scaled to `height`, feet at `feet_y`; returns its visible box, or None."""
-    scale = height / sprite.image.shape[0]
-    width = max(1, round(sprite.image.shape[1] * scale))
-    tall = max(1, round(height))
-    image = cv2.resize(sprite.image, (width, tall), interpolation=cv2.INTER_AREA)
-    alpha = cv2.resize(sprite.alpha, (width, tall), interpolation=cv2.INTER_AREA)
-    if mirror:
-        image, alpha = image[:, ::-1], alpha[:, ::-1]
-    x1, y1 = round(centre_x - width / 2), round(feet_y - tall)
-    fx1, fy1 = max(x1, 0), max(y1, 0)
-    fx2, fy2 = min(x1 + width, canvas.shape[1]), min(y1 + tall, canvas.shape[0])
-    if fx2 - fx1 < 2 or fy2 - fy1 < 2:
+    """Composite `sprite` scaled to `height`, feet at `feet_y`, at sub-pixel precision (the motion is smooth, not a
+    1 px staircase); returns its box clipped to the frame, or None when it is out of view."""
+    src_h, src_w = sprite.image.shape[:2]
+    scale = height / src_h
+    x1, y1 = centre_x - src_w * scale / 2, feet_y - height
+    box = (max(x1, 0.0), max(y1, 0.0), min(x1 + src_w * scale, canvas.shape[1]), min(feet_y, canvas.shape[0]))
+    if box[2] - box[0] < 2 or box[3] - box[1] < 2:
         return None
-    a = alpha[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1, None]
-    region = canvas[fy1:fy2, fx1:fx2].astype(np.float32)
-    region = a * image[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1] + (1 - a) * region
-    canvas[fy1:fy2, fx1:fx2] = region.astype(np.uint8)
-    ys, xs = np.nonzero(a[..., 0] > 0.5)
-    if not len(xs):
-        return None
-    return (fx1 + xs.min(), fy1 + ys.min(), fx1 + xs.max() + 1, fy1 + ys.max() + 1)
+    # Only the canvas region under the sprite is warped and blended.
+    left, top = int(box[0]), int(box[1])
+    right, bottom = min(int(np.ceil(box[2])) + 1, canvas.shape[1]), min(int(np.ceil(box[3])) + 1, canvas.shape[0])
+    sx = -scale if mirror else scale
+    tx = (x1 + src_w * scale if mirror else x1) - left
+    matrix = np.array([[sx, 0.0, tx], [0.0, scale, y1 - top]])
+    size = (right - left, bottom - top)
+    image = cv2.warpAffine(sprite.image, matrix, size, flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    alpha = cv2.warpAffine(sprite.alpha, matrix, size, flags=cv2.INTER_LINEAR, borderValue=0.0)[..., None]
+    region = canvas[top:bottom, left:right].astype(np.float32)
+    canvas[top:bottom, left:right] = (alpha * image + (1 - alpha) * region).astype(np.uint8)
+    return box
 
 
 def render_scene(
@@ -170,6 +178,17 @@ def wide_shot_dancers(size: tuple[int, int] = (1280, 720)) -> list[Dancer]:
     return [
         Dancer(sprite=s, height=h * k, feet_y=y * k, x0=x * width, walk=v * k, mirror=m, bounce_hz=3.0)
         for s, h, y, x, v, m in spots
+    ]
+
+
+def crossing_dancers(size: tuple[int, int] = (1280, 720)) -> list[Dancer]:
+    """A far dancer walking behind a nearer one, mostly hidden from 0.6 s to 1.9 s, and a small one apart."""
+    width, height = size
+    k = height / 720
+    return [
+        Dancer(sprite="jacket", height=140 * k, feet_y=560 * k, x0=600 * k, walk=40 * k),
+        Dancer(sprite="coat", height=168 * k, feet_y=620 * k, x0=700 * k, walk=-40 * k, mirror=True),
+        Dancer(sprite="coat", height=90 * k, feet_y=460 * k, x0=0.12 * width, walk=10 * k),
     ]
 
 
