@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from shared.profiles import Profile
-from tests.stage import StageClip, cutoff_dancers, stage_clip, wide_shot_dancers
+from tests.stage import StageClip, crossing_dancers, cutoff_dancers, recall, stage_clip, wide_shot_dancers
 from tests.tools import missing_tool
 from worker.pipeline.records import PoseSequence
 from worker.pipeline.track import iou_matrix
@@ -23,7 +23,7 @@ from worker.pipeline.track import iou_matrix
 pytestmark = pytest.mark.pipeline
 
 PROFILES = (Profile.FAST, Profile.ACCURATE)
-SCENES = {"wide": wide_shot_dancers, "cutoff": cutoff_dancers}
+SCENES = {"wide": wide_shot_dancers, "cutoff": cutoff_dancers, "crossing": crossing_dancers}
 
 
 @pytest.fixture(scope="session")
@@ -69,12 +69,6 @@ def matched_ids(clip: StageClip, seq: PoseSequence) -> np.ndarray:
     return ids
 
 
-def recall(truth: list[np.ndarray], found: list[np.ndarray]) -> float:
-    """Share of `truth` boxes that some `found` box matches with IoU >= 0.5, frame by frame."""
-    hits = sum(int((iou_matrix(t, f).max(axis=1) >= 0.5).sum()) for t, f in zip(truth, found, strict=True) if len(f))
-    return hits / max(sum(len(t) for t in truth), 1)
-
-
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.value)
 def test_every_small_dancer_in_a_wide_shot_is_found_and_keeps_one_id(analyzed, profile):
     clip, seq = analyzed("wide", profile)
@@ -115,9 +109,11 @@ def test_close_up_keeps_the_cheap_whole_frame(analyze):
     assert plan["frames"]["crops"] == 0 and plan["frame_imgsz"] == [384]
 
 
-def test_agrees_with_ultralytics_predictor_on_the_wide_shot(analyzed, models):
+@pytest.mark.parametrize(("scene_name", "at_least"), [("wide", 0.8), ("crossing", 0.95)])
+def test_agrees_with_ultralytics_predictor(analyzed, models, scene_name, at_least):
     """Reference agreement: what Ultralytics' own YOLO11n-pose predictor finds at imgsz 1280, conf 0.25,
-    our fast profile finds too (recall >= 0.8 at box IoU >= 0.5), while the old whole frame at 384 px did not."""
+    our fast profile finds too (recall at box IoU >= 0.5), on small dancers, and while one passes behind
+    another. The old whole frame at 384 px found almost none of them."""
     try:
         os.environ.setdefault("YOLO_OFFLINE", "1")
         from ultralytics import YOLO
@@ -126,7 +122,7 @@ def test_agrees_with_ultralytics_predictor_on_the_wide_shot(analyzed, models):
     from worker.pipeline.decode import decode_frames
     from worker.pipeline.detect import OnnxPoseDetector
 
-    clip, seq = analyzed("wide", Profile.FAST)
+    clip, seq = analyzed(scene_name, Profile.FAST)
     reference = YOLO(str(models.folder / "yolo11n-pose.pt"), task="pose")
     plain = OnnxPoseDetector(models.yolo)
     expected, old = [], []
@@ -136,7 +132,7 @@ def test_agrees_with_ultralytics_predictor_on_the_wide_shot(analyzed, models):
         at_384 = plain([frame.image], 384)[0]
         old.append(at_384.boxes[at_384.scores >= 0.25])
     truth = [t[~np.isnan(t).any(axis=1)] for t in clip.truth]
-    assert recall(truth, expected) >= 0.9  # the reference itself sees the dancers
+    assert recall(truth, expected) >= 0.9  # the reference itself sees the dancers (a hidden one excepted)
     ours = [people.boxes[~people.interpolated] for people in seq.frames()]
-    assert recall(expected, ours) >= 0.8, recall(expected, ours)
+    assert recall(expected, ours) >= at_least, recall(expected, ours)
     assert recall(expected, old) < 0.2

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from worker.pipeline.find import FindPeople
+from worker.pipeline.plan import Crop
 from worker.pipeline.records import Detections
 
 
@@ -41,7 +42,7 @@ def test_crops_map_back_drop_cut_people_and_merge_duplicates():
     regions = np.array([[40.0, 270.0, 200.0, 430.0], [120.0, 250.0, 220.0, 350.0], [1120.0, 470.0, 1280.0, 630.0]])
     detector = SeeThrough(people, regions)
     find = FindPeople(detector, 1280, 720, fps=30)
-    found = find.find_in_crops(image, regions, 192)
+    found = find.find_in_crops(image, [Crop(region, 192) for region in regions])
     assert detector.calls == [(3, 192)]  # one batch
     assert len(found) == 3
     order = np.argsort(found.boxes[:, 0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.pipeline.plan import LookPolicy, crop_regions, input_pixels
+from worker.pipeline.plan import LookPolicy, SearchConfig, input_pixels, overlapping_groups, plan_crops
 
 
 def boxes_of(heights: list[float], width: float = 0.4) -> np.ndarray:
@@ -37,7 +37,7 @@ def test_wide_shot_works_from_crops_and_looks_for_newcomers_twice_a_second():
     assert kinds.count("crops") == 56
     assert policy.next(60, boxes_of(heights, width=0.3)).kind == "careful"
     look = policy.next(61, boxes_of(heights, width=0.3))
-    assert look.kind == "crops" and look.imgsz == 192 and look.regions is not None and len(look.regions) == 6
+    assert look.kind == "crops" and len(look.crops) == 6 and {crop.imgsz for crop in look.crops} == {192}
     # The whole frame would have needed the careful size for the 84 px dancer.
     assert policy.frame_imgsz(84) == 1280
     assert "84 px" in policy.summary()["why"] and "crop" in policy.summary()["why"]
@@ -60,7 +60,7 @@ def test_empty_stage_looks_carefully_now_and_then():
 
 def test_no_flip_flopping_near_the_break_even_point():
     policy = LookPolicy(1280, 720, fps=30)
-    frame_cost, crops_cost = policy.costs(policy.frame_imgsz(300), 3)
+    frame_cost, crops_cost = policy.costs(policy.frame_imgsz(300), plan_crops(boxes_of([300, 310, 305]), policy.config))
     kinds = []
     for i in range(90):  # dancer sizes wobble around one value
         kinds.append(policy.next(i, boxes_of([300 + 6 * np.sin(i), 310, 305])).kind)
@@ -68,11 +68,27 @@ def test_no_flip_flopping_near_the_break_even_point():
     assert switches == 0, (frame_cost, crops_cost, kinds)
 
 
-def test_regions_are_squares_around_each_box_with_context():
-    regions = crop_regions(np.array([[100.0, 200.0, 140.0, 300.0]]), context=1.6, min_side=48)
-    np.testing.assert_allclose(regions, [[40.0, 170.0, 200.0, 330.0]])
-    tiny = crop_regions(np.array([[0.0, 0.0, 10.0, 20.0]]), context=1.6, min_side=48)
-    np.testing.assert_allclose(tiny[0, 2:] - tiny[0, :2], [48.0, 48.0])
+def test_a_lone_dancer_gets_a_square_crop_around_their_box():
+    config = SearchConfig()
+    (crop,) = plan_crops(np.array([[100.0, 200.0, 140.0, 300.0]]), config)
+    np.testing.assert_allclose(crop.region, [40.0, 170.0, 200.0, 330.0])  # 1.6x the long side, centred
+    assert crop.imgsz == 192
+    (tiny,) = plan_crops(np.array([[0.0, 0.0, 10.0, 20.0]]), config)
+    np.testing.assert_allclose(tiny.region[2:] - tiny.region[:2], [48.0, 48.0])
+
+
+def test_overlapping_dancers_share_one_crop_that_keeps_the_smallest_big_enough():
+    config = SearchConfig()
+    # A far dancer (140 px) half behind a nearer one (168 px), and a third standing apart.
+    boxes = np.array([[596.0, 420.0, 640.0, 560.0], [596.0, 452.0, 662.0, 620.0], [100.0, 400.0, 150.0, 540.0]])
+    assert sorted(map(sorted, overlapping_groups(boxes))) == [[0, 1], [2]]
+    pair, alone = sorted(plan_crops(boxes, config), key=lambda crop: -crop.region[0])
+    x1, y1, x2, y2 = pair.region
+    assert x1 <= 596 and y1 <= 420 and x2 >= 662 and y2 >= 620 and np.isclose(x2 - x1, y2 - y1)
+    # The union is 200 px tall and its smallest member 140 px: that member is seen at 192 / 1.6 = 120 px.
+    assert pair.imgsz == 288 and alone.imgsz == 192
+    # Dancers only near each other (their boxes apart) keep their own crops.
+    assert len(plan_crops(np.array([[100.0, 400.0, 150.0, 540.0], [175.0, 400.0, 225.0, 540.0]]), config)) == 2
 
 
 def test_input_pixels_follow_the_letterbox():

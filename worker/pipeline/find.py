@@ -13,11 +13,13 @@ suppression.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
 from worker.pipeline.detect import NUM_KEYPOINTS, PoseDetector, nms
-from worker.pipeline.plan import LookPolicy, SearchConfig
+from worker.pipeline.plan import Crop, LookPolicy, SearchConfig
 from worker.pipeline.records import Detections
 from worker.pipeline.track import ByteTracker
 
@@ -25,6 +27,16 @@ from worker.pipeline.track import ByteTracker
 CROP_MERGE_IOU = 0.6
 # A box this close (crop pixels) to a crop's border was cut by it.
 BORDER_PX = 2.0
+
+
+def warp(image: np.ndarray, region: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """The square `region` of `image` (frame pixels; it may reach past the frame, filled grey as letterboxing
+    is) scaled to `size` x `size`, and the scale."""
+    x1, y1, x2, _ = region
+    scale = size / (x2 - x1)
+    matrix = np.array([[scale, 0.0, -scale * x1], [0.0, scale, -scale * y1]])
+    flags, border = cv2.INTER_LINEAR, (114, 114, 114)
+    return cv2.warpAffine(image, matrix, (size, size), flags=flags, borderValue=border), scale
 
 
 class FindPeople:
@@ -39,41 +51,29 @@ class FindPeople:
         self.policy = LookPolicy(width, height, fps, config or SearchConfig())
 
     def __call__(self, image: np.ndarray, frame_index: int) -> Detections:
-        look = self.policy.next(frame_index, self.tracker.expected_boxes())
-        if look.regions is not None:
-            found = self.find_in_crops(image, look.regions, look.imgsz)
-        else:
-            found = self.detector([image], look.imgsz)[0]
+        expected = self.tracker.expected_boxes()
+        # A dancer lost beyond the frame's edge is not looked for there: the careful looks will see them return.
+        in_view = (expected[:, 2] > 0) & (expected[:, 0] < self.width)
+        in_view &= (expected[:, 3] > 0) & (expected[:, 1] < self.height)
+        look = self.policy.next(frame_index, expected[in_view])
+        found = self.find_in_crops(image, look.crops) if look.crops else self.detector([image], look.imgsz)[0]
         return self.tracker.update(found).in_frame(frame_index)
 
-    def find_in_crops(self, image: np.ndarray, regions: np.ndarray, size: int) -> Detections:
-        """People in square `regions` of `image`, each scaled to `size` px, in one batch; in frame pixels."""
-        crops, scales = [], []
-        for x1, y1, x2, _ in regions:
-            scale = size / (x2 - x1)
-            matrix = np.array([[scale, 0.0, -scale * x1], [0.0, scale, -scale * y1]])
-            crops.append(
-                cv2.warpAffine(
-                    image,
-                    matrix,
-                    (size, size),
-                    flags=cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_CONSTANT,
-                    borderValue=(114, 114, 114),
-                )
-            )
-            scales.append(scale)
+    def find_in_crops(self, image: np.ndarray, crops: Sequence[Crop]) -> Detections:
+        """People in the square `crops` of `image`, each crop at its own input size (one batch per size),
+        in frame pixels."""
         parts = []
-        for region, scale, found in zip(regions, scales, self.detector(crops, size), strict=True):
-            if not len(found):
-                continue
-            cut = self._cut_by_crop(found.boxes, region, size)
-            found = found[~cut]
-            origin = region[:2].astype(np.float32)
-            found.boxes = found.boxes / scale + np.tile(origin, 2)
-            found.keypoints[..., :2] = found.keypoints[..., :2] / scale + origin
-            found.keypoints_raw = found.keypoints.copy()
-            parts.append(found)
+        for size in sorted({crop.imgsz for crop in crops}):
+            regions = [crop.region for crop in crops if crop.imgsz == size]
+            warped = [warp(image, region, size) for region in regions]
+            found_in = self.detector([crop_image for crop_image, _ in warped], size)
+            for region, (_, scale), found in zip(regions, warped, found_in, strict=True):
+                found = found[~self._cut_by_crop(found.boxes, region, size)]
+                origin = region[:2].astype(np.float32)
+                found.boxes = found.boxes / scale + np.tile(origin, 2)
+                found.keypoints[..., :2] = found.keypoints[..., :2] / scale + origin
+                found.keypoints_raw = found.keypoints.copy()
+                parts.append(found)
         merged = Detections.concat(parts, NUM_KEYPOINTS)
         merged.boxes[:, [0, 2]] = merged.boxes[:, [0, 2]].clip(0, self.width)
         merged.boxes[:, [1, 3]] = merged.boxes[:, [1, 3]].clip(0, self.height)

@@ -11,7 +11,10 @@ enlarged, and there are two ways to do that:
 - **crops**: a square around each tracked dancer (`crop_context` x the box),
   scaled to `crop_imgsz` so the dancer is about 120 px tall, all in one
   batch: 21 ms for six dancers. This is the top-down scheme of RTMPose-style
-  pipelines, and the keypoints come from the enlarged dancer too.
+  pipelines, and the keypoints come from the enlarged dancer too. Dancers who
+  overlap (one passing behind another) share one crop, enlarged so the
+  smallest of them is still 120 px, so the model sees them as the whole frame
+  shows them (`plan_crops`).
 
 Crops only see dancers that are already known. So a **careful** look at the
 whole frame, at the size of the reference run (1280 px), comes first and then
@@ -54,8 +57,16 @@ class SearchConfig:
 @dataclass(frozen=True)
 class Look:
     kind: LookKind
-    imgsz: int  # the whole frame's long side in the model (careful, frame) or each crop's side (crops)
-    regions: np.ndarray | None = None  # (M, 4) square crops x1, y1, x2, y2 in frame pixels (crops)
+    imgsz: int  # the whole frame's long side in the model (careful, frame); the usual crop side (crops)
+    crops: tuple[Crop, ...] = ()
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A square of the frame, fed to the model at `imgsz` x `imgsz`."""
+
+    region: np.ndarray  # (4,) x1, y1, x2, y2 in frame pixels
+    imgsz: int
 
 
 def input_pixels(width: int, height: int, imgsz: int, stride: int = 32) -> int:
@@ -64,11 +75,49 @@ def input_pixels(width: int, height: int, imgsz: int, stride: int = 32) -> int:
     return math.ceil(width * ratio / stride) * stride * math.ceil(height * ratio / stride) * stride
 
 
-def crop_regions(boxes: np.ndarray, context: float, min_side: float) -> np.ndarray:
-    """Square regions centred on each box, `context` times its long side (at least `min_side`)."""
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    side = np.maximum(context * np.max(boxes[:, 2:] - boxes[:, :2], axis=1), min_side)
-    return np.c_[centre - side[:, None] / 2, centre + side[:, None] / 2]
+def overlapping_groups(boxes: np.ndarray, margin: float = 0.1) -> list[list[int]]:
+    """Indices of boxes that overlap (each grown by `margin` of its size), chained: dancers who touch or hide
+    one another."""
+    size = boxes[:, 2:] - boxes[:, :2]
+    grown = np.c_[boxes[:, :2] - margin * size, boxes[:, 2:] + margin * size]
+    touch = (
+        (grown[:, None, 0] < grown[None, :, 2]) & (grown[None, :, 0] < grown[:, None, 2])
+        & (grown[:, None, 1] < grown[None, :, 3]) & (grown[None, :, 1] < grown[:, None, 3])
+    )  # fmt: skip
+    group = list(range(len(boxes)))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(touch, 1)), strict=True):
+        group[root(int(j))] = root(int(i))
+    members: dict[int, list[int]] = {}
+    for i in range(len(boxes)):
+        members.setdefault(root(i), []).append(i)
+    return list(members.values())
+
+
+def plan_crops(boxes: np.ndarray, config: SearchConfig) -> list[Crop]:
+    """One square crop per dancer, `crop_context` times their box, at `crop_imgsz`; dancers who overlap share one
+    crop over all of them, its input enlarged so the smallest is as big as a lone dancer would be.
+
+    Cropping overlapping dancers apart would cut each crop through the other dancer, and the model sees
+    something else than on the whole frame (a head above someone in front, taken for a whole person).
+    """
+    crops = []
+    for members in overlapping_groups(boxes):
+        group = boxes[members]
+        union = np.r_[group[:, :2].min(axis=0), group[:, 2:].max(axis=0)]
+        long_side = float(np.max(union[2:] - union[:2]))
+        smallest = float(np.max(group[:, 2:] - group[:, :2], axis=1).min())
+        side = max(config.crop_context * long_side, config.crop_imgsz / 4)
+        imgsz = config.crop_imgsz * long_side / max(smallest, 1.0)
+        imgsz = min(math.ceil(imgsz / config.stride) * config.stride, config.careful_imgsz)
+        centre = (union[:2] + union[2:]) / 2
+        crops.append(Crop(np.r_[centre - side / 2, centre + side / 2], int(imgsz)))
+    return crops
 
 
 @dataclass
@@ -95,15 +144,15 @@ class LookPolicy:
         needed = c.person_px / max(smallest_px, 1.0) * max(self.width, self.height)
         return int(min(max(math.ceil(needed / c.stride) * c.stride, c.min_imgsz), c.careful_imgsz))
 
-    def costs(self, frame_imgsz: int, dancers: int) -> tuple[float, float]:
+    def costs(self, frame_imgsz: int, crops: list[Crop]) -> tuple[float, float]:
         """Pixels per frame, careful looks included, of working on the whole frame and of working from crops."""
         c = self.config
         careful = input_pixels(self.width, self.height, c.careful_imgsz, c.stride)
         frame: float = input_pixels(self.width, self.height, frame_imgsz, c.stride)
         if frame_imgsz < c.careful_imgsz:
             frame += careful / self.frames_every(c.recheck_every_s)
-        crops = dancers * c.crop_imgsz**2 * c.crop_overhead + careful / self.frames_every(c.discover_every_s)
-        return frame, crops
+        cropped = sum(crop.imgsz**2 for crop in crops) * c.crop_overhead
+        return frame, cropped + careful / self.frames_every(c.discover_every_s)
 
     def next(self, frame_index: int, expected: np.ndarray) -> Look:
         """The look for frame `frame_index`, given the (M, 4) boxes where the tracker expects dancers."""
@@ -114,13 +163,14 @@ class LookPolicy:
             self.smallest_px = smallest if self.smallest_px is None else min(self.smallest_px, smallest)
             self.most_dancers = max(self.most_dancers, len(expected))
             frame_imgsz = self.frame_imgsz(smallest)
-            frame_cost, crops_cost = self.costs(frame_imgsz, len(expected))
+            crops = plan_crops(expected, c)
+            frame_cost, crops_cost = self.costs(frame_imgsz, crops)
             if self.mode == "frame" and crops_cost < (1 - c.switch_margin) * frame_cost:
                 self.mode = "crops"
             elif self.mode == "crops" and crops_cost > (1 + c.switch_margin) * frame_cost:
                 self.mode = "frame"
         else:
-            self.mode, frame_imgsz = "frame", c.min_imgsz  # nobody known: big newcomers show at any size
+            self.mode, frame_imgsz, crops = "frame", c.min_imgsz, []  # nobody known: big newcomers show at any size
 
         every = c.discover_every_s if self.mode == "crops" else c.recheck_every_s
         due = self.last_careful is None or frame_index - self.last_careful >= self.frames_every(every)
@@ -128,8 +178,7 @@ class LookPolicy:
             self.last_careful = frame_index
             return self._count(Look("careful", c.careful_imgsz))
         if self.mode == "crops":
-            regions = crop_regions(expected, c.crop_context, min_side=c.crop_imgsz / 4)
-            return self._count(Look("crops", c.crop_imgsz, regions))
+            return self._count(Look("crops", c.crop_imgsz, tuple(crops)))
         self.frame_sizes.add(frame_imgsz)
         return self._count(Look("frame", frame_imgsz))
 

@@ -11,6 +11,12 @@ It keeps the detection's row with its track, so keypoints stay with their
 dancer (the reason this is not `supervision`'s or `trackers`' ByteTrack), and
 it says where each live track is expected in the next frame
 (`expected_boxes`), which is where the find stage looks for small dancers.
+
+Two additions for dancers at the frame's edge, which IoU matching alone gets
+wrong: one who steps out through an edge and back in through the same edge,
+within the buffer, gets their id back (`_returning`). And a second box lying
+within a person already matched in the frame (YOLO gives cut-off people two)
+does not start a new track (`_inside_someone`).
 """
 
 from __future__ import annotations
