@@ -145,10 +145,10 @@ class PoseSequence:
     ) -> PoseSequence:
         """From one `Detections` per frame (each stamped with its frame index, see `Detections.in_frame`)."""
         people = Detections.concat(list(frames), len(skeleton.keypoints))
-        return cls(skeleton, np.asarray(times, np.float64), people, generator).sorted()
+        return cls(skeleton, np.asarray(times, np.float64), people, generator).sort()
 
-    def sorted(self) -> PoseSequence:
-        """The same sequence with its rows in (track id, frame) order, the order `tracks()` relies on."""
+    def sort(self) -> PoseSequence:
+        """Put the rows in (track id, frame) order, the order `tracks()` relies on (in place; returns self)."""
         order = np.lexsort((self.people.frames, self.people.track_ids))
         self.people = self.people[order]
         return self

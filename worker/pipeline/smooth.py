@@ -146,7 +146,7 @@ def smooth_sequence(poses: PoseSequence, width: int, height: int, config: Smooth
     poses.people = seen
     filled = [_fill_gaps(track, poses.times, config.max_gap_frames) for _, track in poses.tracks()]
     poses.people = Detections.concat([seen, *filled], seen.num_keypoints)
-    poses.sorted()
+    poses.sort()
 
     for _, track in poses.tracks():  # views: writes land in poses.people
         starts = np.r_[0, np.flatnonzero(np.diff(track.frames) > 1) + 1, len(track)]

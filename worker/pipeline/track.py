@@ -295,9 +295,10 @@ class ByteTracker:
         x2, y2 = np.minimum(boxes[:, 2], det.box[2]), np.minimum(boxes[:, 3], det.box[3])
         overlap = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        smaller = np.maximum(np.minimum(areas, (det.box[2] - det.box[0]) * (det.box[3] - det.box[1])), 1e-9)
-        ious = iou_matrix(det.box[None], boxes)[0]
-        return bool(np.any((overlap / smaller >= inside) & (ious >= iou)))
+        area = (det.box[2] - det.box[0]) * (det.box[3] - det.box[1])
+        within = overlap / np.maximum(np.minimum(areas, area), 1e-9)
+        ious = overlap / np.maximum(areas + area - overlap, 1e-9)
+        return bool(np.any((within >= inside) & (ious >= iou)))
 
     def _drop_duplicates(self, tracked: list[_Track], lost: list[_Track]) -> tuple[list[_Track], list[_Track]]:
         if not tracked or not lost:
