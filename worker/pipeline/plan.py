@@ -132,8 +132,10 @@ class LookPolicy:
     last_careful: int | None = None
     counts: Counter[str] = field(default_factory=Counter)
     frame_sizes: set[int] = field(default_factory=set)
-    smallest_px: float | None = None  # smallest dancer the policy planned for
-    most_dancers: int = 0
+    # Per frame with dancers: the smallest one's size and how many there were. The summary reports the typical
+    # frame (median), not the one where a dancer half hidden behind another showed only their head.
+    smallest_seen: list[float] = field(default_factory=list)
+    dancers_seen: list[int] = field(default_factory=list)
 
     def frames_every(self, seconds: float) -> int:
         return max(1, round(seconds * (self.fps if self.fps > 0 else 30.0)))
@@ -160,8 +162,8 @@ class LookPolicy:
         if len(expected):
             sides = np.max(expected[:, 2:] - expected[:, :2], axis=1)
             smallest = float(sides.min())
-            self.smallest_px = smallest if self.smallest_px is None else min(self.smallest_px, smallest)
-            self.most_dancers = max(self.most_dancers, len(expected))
+            self.smallest_seen.append(smallest)
+            self.dancers_seen.append(len(expected))
             frame_imgsz = self.frame_imgsz(smallest)
             crops = plan_crops(expected, c)
             frame_cost, crops_cost = self.costs(frame_imgsz, crops)
@@ -191,15 +193,17 @@ class LookPolicy:
         c = self.config
         frames = {kind: self.counts.get(kind, 0) for kind in ("careful", "frame", "crops")}
         sizes = sorted(self.frame_sizes)
-        if self.smallest_px is None:
+        smallest = float(np.median(self.smallest_seen)) if self.smallest_seen else None
+        if smallest is None:
             why = (
                 f"Nobody was found. The whole frame was searched at {c.careful_imgsz} px every "
                 f"{c.recheck_every_s:g} s and at {c.min_imgsz} px in between."
             )
         else:
-            need = self.frame_imgsz(self.smallest_px)
+            need = self.frame_imgsz(smallest)
             why = (
-                f"The smallest dancer was {self.smallest_px:.0f} px tall (of up to {self.most_dancers} at once). "
+                f"The smallest dancer was typically {smallest:.0f} px tall, with "
+                f"{np.median(self.dancers_seen):.0f} dancers in view. "
                 f"The model finds a person reliably at {c.person_px:g} px, so the whole frame would need a "
                 f"{need} px input."
             )
@@ -219,6 +223,6 @@ class LookPolicy:
             "careful_imgsz": c.careful_imgsz,
             "frame_imgsz": sizes,
             "crop_imgsz": c.crop_imgsz,
-            "smallest_dancer_px": None if self.smallest_px is None else round(self.smallest_px, 1),
+            "smallest_dancer_px": None if smallest is None else round(smallest, 1),
             "why": why,
         }
