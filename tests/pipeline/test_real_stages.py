@@ -40,3 +40,29 @@ def test_rendered_video_keeps_frames_duration_and_audio_and_poses_validate(analy
     assert document["generator"]["mode"] == "real" and document["generator"]["smoothing"]
     assert len(document["frames"]) == video.frame_count
     assert len([t for t in document["tracks"] if t["frames_in_view"] >= video.frame_count // 2]) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "clip_args"),
+    [
+        ("nobody", {"seconds": 1, "size": (320, 240)}),
+        ("tiny", {"seconds": 1, "size": (96, 64)}),
+        ("one", {"times": [0.0]}),
+    ],
+)
+def test_no_people_a_tiny_video_or_one_frame_give_valid_empty_results(analyzer, tmp_path, name, clip_args):
+    from tests.synthetic import make_clip
+
+    video = probe.probe(make_clip(tmp_path / f"{name}.mp4", **clip_args))
+    for profile in Profile:
+        seq = smooth.smooth_sequence(analyzer.analyze(video, profile, lambda done: None), video.width, video.height)
+        summary = metrics.compute_metrics("job", video, seq)
+        render.render(video, seq, tmp_path / "annotated.mp4", preset="ultrafast")
+        files = export.export(tmp_path, "job", video, seq, summary)
+        document = json.loads(next(p for n, p in files.items() if n.value == "poses.json").read_text())
+        validate("poses", document)
+        validate("metrics", summary)
+        assert document["tracks"] == [] and summary["dancers"] == []
+        assert len(document["frames"]) == video.frame_count
+        assert document["generator"]["detection"]["why"].startswith("Nobody was found")
+        assert probe.probe(tmp_path / "annotated.mp4").frame_count == video.frame_count
