@@ -203,8 +203,7 @@ def smoothing_on_real_keypoints(clip: Path, seq: Any) -> dict[str, float]:
     """The wide shot's dancers bounce at 3 Hz by 5% of their height: compare raw and smoothed body keypoints
     (shoulders to ankles, where sure) with the true vertical motion of their dancer's box."""
     from tests.motion import amplitude_and_lag, jitter
-    from tests.stage import wide_shot_dancers
-    from worker.pipeline.track import iou_matrix
+    from tests.stage import match_rows, wide_shot_dancers
 
     truth = np.load(truth_path(clip))
     hz = wide_shot_dancers(SIZE)[0].bounce_hz
@@ -212,15 +211,11 @@ def smoothing_on_real_keypoints(clip: Path, seq: Any) -> dict[str, float]:
     body = [names.index(n) for n in names if n.split("_")[-1] in ("shoulder", "hip", "knee", "ankle")]
     people, kept, lags, cuts = seq.people, [], [], []
     raw, seen = people.keypoints_raw, ~people.interpolated  # the models' own values, where a model saw them
+    matched = match_rows(truth, people)
     for dancer in range(truth.shape[1]):
-        rows = []
-        for f in range(len(truth)):
-            in_frame = np.flatnonzero((people.frames == f) & seen)
-            if len(in_frame):
-                iou = iou_matrix(truth[f, dancer][None], people.boxes[in_frame])[0]
-                if iou.max() >= 0.5:
-                    rows.append(in_frame[iou.argmax()])
-        rows = np.array(rows)
+        rows = matched[:, dancer]
+        rows = rows[rows >= 0]
+        rows = rows[seen[rows]]
         if len(rows) < 0.9 * len(truth):
             continue
         times = seq.times[people.frames[rows]]

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from tests.clips import package_photo, write_clip
+from worker.pipeline.records import Detections
 from worker.pipeline.track import iou_matrix
 
 # Full-length people in bus.jpg (1080x810), as a careful detector run boxes them.
@@ -66,6 +67,20 @@ class StageClip:
     truth: np.ndarray  # (frames, dancers, 4) true box of each dancer, clipped to the frame; NaN when out of view
     visible: np.ndarray  # (frames, dancers) share of each dancer's width inside the frame
     size: tuple[int, int]
+
+
+def match_rows(truth: np.ndarray, people: Detections, min_iou: float = 0.5) -> np.ndarray:
+    """(frames, dancers) index of the row of `people` whose box matches each true dancer (`truth`, as in
+    `StageClip.truth`) in that frame with IoU >= `min_iou`; -1 where none does."""
+    rows = np.full(truth.shape[:2], -1)
+    for frame, boxes in enumerate(truth):
+        candidates = np.flatnonzero(people.frames == frame)
+        in_view = ~np.isnan(boxes).any(axis=1)
+        if not len(candidates) or not in_view.any():
+            continue
+        iou = iou_matrix(boxes[in_view], people.boxes[candidates])
+        rows[frame, in_view] = np.where(iou.max(axis=1) >= min_iou, candidates[iou.argmax(axis=1)], -1)
+    return rows
 
 
 def recall(expected: list[np.ndarray], found: list[np.ndarray], min_iou: float = 0.5) -> float:

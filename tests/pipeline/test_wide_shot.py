@@ -15,10 +15,17 @@ import numpy as np
 import pytest
 
 from shared.profiles import Profile
-from tests.stage import StageClip, crossing_dancers, cutoff_dancers, recall, stage_clip, wide_shot_dancers
+from tests.stage import (
+    StageClip,
+    crossing_dancers,
+    cutoff_dancers,
+    match_rows,
+    recall,
+    stage_clip,
+    wide_shot_dancers,
+)
 from tests.tools import missing_tool
 from worker.pipeline.records import PoseSequence
-from worker.pipeline.track import iou_matrix
 
 pytestmark = pytest.mark.pipeline
 
@@ -58,15 +65,8 @@ def analyzed(analyzer, scene) -> Callable[[str, Profile], tuple[StageClip, PoseS
 
 def matched_ids(clip: StageClip, seq: PoseSequence) -> np.ndarray:
     """(frames, dancers) the track id whose box matches each true dancer (IoU >= 0.5), 0 where none does."""
-    ids = np.zeros(clip.truth.shape[:2], int)
-    for f, people in enumerate(seq.frames()):
-        in_view = ~np.isnan(clip.truth[f]).any(axis=1)
-        if not len(people) or not in_view.any():
-            continue
-        iou = iou_matrix(clip.truth[f][in_view], people.boxes)
-        best = iou.argmax(axis=1)
-        ids[f, in_view] = np.where(iou.max(axis=1) >= 0.5, people.track_ids[best], 0)
-    return ids
+    rows = match_rows(clip.truth, seq.people)
+    return np.where(rows >= 0, seq.people.track_ids[rows], 0)
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.value)
