@@ -6,6 +6,7 @@ speak these codes, so a client handles one vocabulary.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from typing import Any
 
@@ -27,12 +28,14 @@ class ErrorCode(str, Enum):
     RESULT_NOT_READY = "RESULT_NOT_READY"
     JOB_ALREADY_FINISHED = "JOB_ALREADY_FINISHED"
     JOB_RUNNING = "JOB_RUNNING"
+    RANGE_NOT_SATISFIABLE = "RANGE_NOT_SATISFIABLE"
     # Dependencies
     STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
     QUEUE_UNAVAILABLE = "QUEUE_UNAVAILABLE"
     # Job failures
     INVALID_VIDEO = "INVALID_VIDEO"
     VIDEO_TOO_LONG = "VIDEO_TOO_LONG"
+    VIDEO_TOO_LARGE = "VIDEO_TOO_LARGE"
     SOURCE_MISSING = "SOURCE_MISSING"
     JOB_TIMEOUT = "JOB_TIMEOUT"
     WORKER_LOST = "WORKER_LOST"
@@ -55,16 +58,28 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.RESULT_NOT_READY: 409,
     ErrorCode.JOB_ALREADY_FINISHED: 409,
     ErrorCode.JOB_RUNNING: 409,
+    ErrorCode.RANGE_NOT_SATISFIABLE: 416,
     ErrorCode.STORAGE_UNAVAILABLE: 503,
     ErrorCode.QUEUE_UNAVAILABLE: 503,
     ErrorCode.INVALID_VIDEO: 422,
     ErrorCode.VIDEO_TOO_LONG: 422,
+    ErrorCode.VIDEO_TOO_LARGE: 422,
     ErrorCode.SOURCE_MISSING: 500,
     ErrorCode.JOB_TIMEOUT: 500,
     ErrorCode.WORKER_LOST: 500,
     ErrorCode.MODEL_UNAVAILABLE: 500,
     ErrorCode.INTERNAL_ERROR: 500,
 }
+
+
+# An absolute path: a slash not inside a word or URL, then at least two components.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.])(?:/[^/\s'\":]+)+/([^/\s'\":]+)")
+
+
+def public_reason(text: str, limit: int = 500) -> str:
+    """`text` fit for a client: absolute paths cut to their last part (no server paths,
+    scratch folders or internal ids), at most `limit` characters."""
+    return _ABSOLUTE_PATH.sub(r"\1", text)[:limit]
 
 
 class ServiceError(Exception):

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     default_profile: Profile = Profile.FAST
     device: Device = "auto"
     max_video_seconds: float = Field(30 * 60, gt=0)
+    # Frames above this many pixels (default: 4096x2160, DCI 4K) are refused at probe time
+    # (VIDEO_TOO_LARGE): an 8K frame takes ~4 GB of worker memory through the analysis.
+    max_video_pixels: int = Field(4096 * 2160, ge=64 * 64)
     # Budget per job: base + factor x video duration (see worker/timeouts.py).
     job_timeout_base_seconds: int = Field(120, ge=10)
     job_timeout_factor: float = Field(10.0, gt=0)
@@ -58,6 +61,19 @@ class Settings(BaseSettings):
     # A running job whose worker has been silent this long is failed (WORKER_LOST).
     heartbeat_timeout_seconds: int = Field(120, ge=10)
     work_dir: str = Field("", description="Scratch folder of the worker; empty: the system temp dir.")
+    # Workers run at this niceness so a busy worker never starves the API on the same machine.
+    worker_nice: int = Field(10, ge=0, le=19)
+
+    # --- Recovery (shared/reconcile.py) --------------------------------------
+    # How many times a job is run before a lost worker fails it (WORKER_LOST).
+    max_attempts: int = Field(3, ge=1, le=10)
+    # A worker's presence key lives this long without a refresh; then its jobs count as lost.
+    worker_presence_ttl_seconds: int = Field(15, ge=3, le=600)
+    reconcile_interval_seconds: float = Field(10.0, gt=0, le=3600)
+    # A multipart upload with no new part for this long is aborted (its client or API process died).
+    abandoned_upload_seconds: int = Field(900, ge=1)
+    # Finished jobs older than this are removed with all their files; 0 keeps them forever.
+    retention_days: float = Field(30.0, ge=0)
 
     @field_validator("s3_endpoint_url", "s3_public_endpoint_url", "public_base_url")
     @classmethod
