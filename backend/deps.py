@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from rq import Queue
 
 from shared.jobs import AsyncJobReader, JobStore
+from shared.reconcile import Reconciler
 from shared.settings import Settings
 from shared.storage import Storage
 
@@ -35,3 +36,4 @@ ReaderDep = Annotated[AsyncJobReader, Depends(from_state("reader"))]
 StorageDep = Annotated[Storage, Depends(from_state("storage"))]
 QueueDep = Annotated[Queue, Depends(from_state("queue"))]
 RedisDep = Annotated[redis.Redis, Depends(from_state("redis"))]
+ReconcilerDep = Annotated[Reconciler, Depends(from_state("reconciler"))]

@@ -16,7 +16,9 @@ from backend.routes import analyze, events, jobs, service
 from shared import __version__
 from shared.jobs import AsyncJobReader, JobStore
 from shared.keys import RedisKeys
+from shared.open_uploads import OpenUploads
 from shared.queue import get_queue
+from shared.reconcile import Reconciler
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
 
@@ -40,7 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis.asyncio.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5), keys
     )
     app.state.storage = Storage(settings)
+    app.state.storage.open_uploads = OpenUploads(client, keys)
     app.state.queue = get_queue(settings, client)
+    app.state.reconciler = Reconciler(app.state.store, app.state.queue, app.state.storage, settings)
 
     install_error_handlers(app)
     if settings.cors_origin_list:

@@ -37,6 +37,9 @@ class JobView(BaseModel):
     error: ErrorInfo | None
     results: dict[str, str] = Field(description="Result name → URL, present once the job succeeded.")
     video: dict[str, Any] | None = Field(None, description="What the probe found: size, rotation, fps, duration...")
+    attempts: int = Field(description="Runs started so far; a run whose worker was lost is retried.")
+    max_attempts: int = Field(description="Runs allowed before a job whose worker keeps being lost fails.")
+    retry_reason: str = Field(description="Why the job was queued again, when it was; empty otherwise.")
 
 
 class JobAccepted(BaseModel):
@@ -88,4 +91,7 @@ def job_view(record: JobRecord, storage: Storage, base: str) -> JobView:
         error=ErrorInfo(**record.error) if record.error else None,
         results=results,
         video=record.video,
+        attempts=record.attempts,
+        max_attempts=record.max_attempts,
+        retry_reason=record.retry_reason,
     )

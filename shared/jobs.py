@@ -1,8 +1,15 @@
-"""The job record: what a client sees when it polls, kept in one Redis hash.
+"""The job record and its state machine: what a client sees when it polls, in one Redis hash.
 
-The API creates it, the worker moves it forward, and both go through
-`JobStore`, whose transitions are atomic (a Lua compare-and-set), so a cancel
-racing a worker can never be overwritten by a late progress update.
+    queued ──start──▶ running ──succeed──▶ succeeded
+      ▲                 │  ├───fail──────▶ failed      (also from queued)
+      └─────retry───────┘  └───cancel────▶ canceled    (also from queued)
+
+The API creates a record, the worker moves it forward, the reconciler
+(shared/reconcile.py) retries or fails the jobs of dead workers; all of them
+go through `JobStore`'s named transitions (`TRANSITIONS` is the one list of
+what may follow what). Each is atomic (a Lua compare-and-set), so a cancel
+racing a worker is never overwritten by a late progress update, and each also
+keeps the per-status index that `GET /jobs?status=` pages through.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from shared.errors import ErrorCode, ServiceError
+from shared.errors import ServiceError
 from shared.keys import RedisKeys
 from shared.profiles import Profile
 
@@ -51,6 +58,23 @@ class JobStage(str, Enum):
     DONE = "done"
 
 
+@dataclass(frozen=True)
+class Transition:
+    sources: frozenset[JobStatus]
+    target: JobStatus | None  # None: the status stays as it is
+
+
+Q, R = JobStatus.QUEUED, JobStatus.RUNNING
+TRANSITIONS: dict[str, Transition] = {
+    "start": Transition(frozenset({Q}), R),
+    "report": Transition(frozenset({R}), None),
+    "succeed": Transition(frozenset({R}), JobStatus.SUCCEEDED),
+    "fail": Transition(frozenset({Q, R}), JobStatus.FAILED),
+    "cancel": Transition(frozenset({Q, R}), JobStatus.CANCELED),
+    "retry": Transition(frozenset({R}), Q),
+}
+
+
 def now() -> float:
     return time.time()
 
@@ -75,11 +99,19 @@ class JobRecord:
     filename: str = ""
     size_bytes: int = 0
     video: dict[str, Any] | None = None
+    # Runs started so far (a job whose worker died is run again, up to max_attempts).
+    attempts: int = 0
+    max_attempts: int = 1
+    # The worker running it (its presence key says whether it is alive); empty unless running.
+    worker: str = ""
+    queued_at: float | None = None
+    # Why the job went back to the queue, when it did.
+    retry_reason: str = ""
 
     # Fields stored as JSON text in the hash.
     _JSON_FIELDS = ("error", "results", "video")
-    _FLOAT_FIELDS = ("progress", "created_at", "started_at", "finished_at", "heartbeat_at")
-    _INT_FIELDS = ("frames_done", "frames_total", "size_bytes")
+    _FLOAT_FIELDS = ("progress", "created_at", "started_at", "finished_at", "heartbeat_at", "queued_at")
+    _INT_FIELDS = ("frames_done", "frames_total", "size_bytes", "attempts", "max_attempts")
 
     def silent_seconds(self) -> float:
         """Seconds since the last sign of life from the job's worker (or since it was created)."""
@@ -121,6 +153,7 @@ class JobRecord:
         values["profile"] = Profile(values.get("profile") or Profile.FAST.value)
         values["progress"] = values.get("progress") or 0.0
         values["results"] = values.get("results") or []
+        values.setdefault("max_attempts", 1)
         return cls(**values)
 
 
@@ -141,18 +174,23 @@ def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-# KEYS[1] job hash, KEYS[2] events channel; ARGV[1] allowed statuses ("," separated,
-# empty: any), then field/value pairs. Returns 1 when applied, 0 when the job is in
-# another status, -1 when the job does not exist.
+# KEYS[1] job hash, KEYS[2] events channel; ARGV[1] job id, ARGV[2] allowed statuses
+# ("," separated, empty: any), ARGV[3] prefix of the per-status index keys, ARGV[4] a field
+# to increment by one (empty: none), then field/value pairs. Returns 1 when applied, 0 when
+# the job is in another status, -1 when the job does not exist.
 _UPDATE_IF_STATUS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local allowed = ARGV[1]
-if allowed ~= '' then
-  local status = redis.call('HGET', KEYS[1], 'status')
-  if not string.find(',' .. allowed .. ',', ',' .. status .. ',', 1, true) then return 0 end
+local before = redis.call('HGET', KEYS[1], 'status')
+local allowed = ARGV[2]
+if allowed ~= '' and not string.find(',' .. allowed .. ',', ',' .. before .. ',', 1, true) then return 0 end
+if ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[1], ARGV[4], 1) end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local after = redis.call('HGET', KEYS[1], 'status')
+if after ~= before then
+  redis.call('ZREM', ARGV[3] .. before, ARGV[1])
+  redis.call('ZADD', ARGV[3] .. after, redis.call('HGET', KEYS[1], 'created_at'), ARGV[1])
 end
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('PUBLISH', KEYS[2], redis.call('HGET', KEYS[1], 'status'))
+redis.call('PUBLISH', KEYS[2], after)
 return 1
 """
 
@@ -166,87 +204,155 @@ class JobStore:
         self._update_if_status = client.register_script(_UPDATE_IF_STATUS)
 
     def create(self, record: JobRecord) -> None:
+        record.queued_at = record.queued_at or record.created_at
         pipe = self.redis.pipeline(transaction=True)
         fields: dict[Any, Any] = record.to_redis()  # redis-py's Mapping type is invariant in its keys
         pipe.hset(self.keys.job(record.job_id), mapping=fields)
         pipe.zadd(self.keys.job_index(), {record.job_id: record.created_at})
+        pipe.zadd(self.keys.jobs_in(record.status.value), {record.job_id: record.created_at})
         pipe.execute()
 
     def get(self, job_id: str) -> JobRecord | None:
         return _record(self.redis.hgetall(self.keys.job(job_id)))
 
-    def update(self, job_id: str, *, only_if: tuple[JobStatus, ...] = (), **fields: Any) -> bool:
-        """Set fields atomically, only while the job is in one of `only_if` (any status when empty).
+    # --- the transitions (TRANSITIONS says which status each may start from) -----------
+    def start(self, job_id: str, worker: str) -> bool:
+        """A worker takes a queued job: one more attempt."""
+        moment = now()
+        return self._apply(
+            "start",
+            job_id,
+            increment="attempts",
+            stage=JobStage.FETCHING,
+            started_at=moment,
+            heartbeat_at=moment,
+            worker=worker,
+        )
+
+    def report(self, job_id: str, **fields: Any) -> bool:
+        """Progress of a running job; False once it is no longer running (canceled, retried, deleted)."""
+        if "status" in fields:
+            raise ValueError("report() cannot change the status; use a transition")
+        return self._apply("report", job_id, **fields)
+
+    def succeed(self, job_id: str, results: list[str], frames_done: int) -> bool:
+        return self._apply(
+            "succeed",
+            job_id,
+            stage=JobStage.DONE,
+            progress=1.0,
+            frames_done=frames_done,
+            results=results,
+            finished_at=now(),
+        )
+
+    def fail(self, job_id: str, error: ServiceError, *, only_if: tuple[JobStatus, ...] = ()) -> bool:
+        return self._apply("fail", job_id, only_if=only_if, error=error.to_dict(), finished_at=now())
+
+    def cancel(self, job_id: str, *, only_if: tuple[JobStatus, ...] = ()) -> bool:
+        return self._apply("cancel", job_id, only_if=only_if, finished_at=now())
+
+    def retry(self, job_id: str, reason: str, *, worker: str | None = None) -> bool:
+        """Back to the queue after its worker was lost. With `worker`, only while that worker
+        still holds it (so two reconcilers cannot both act on one loss)."""
+        if worker is not None:
+            record = self.get(job_id)
+            if record is None or record.worker != worker:
+                return False
+        return self._apply(
+            "retry",
+            job_id,
+            stage=JobStage.QUEUED,
+            progress=0.0,
+            frames_done=0,
+            started_at=None,
+            heartbeat_at=None,
+            worker="",
+            queued_at=now(),
+            retry_reason=reason,
+        )
+
+    def _apply(
+        self, name: str, job_id: str, *, only_if: tuple[JobStatus, ...] = (), increment: str = "", **fields: Any
+    ) -> bool:
+        transition = TRANSITIONS[name]
+        sources = tuple(s for s in JobStatus if s in transition.sources and (not only_if or s in only_if))
+        if transition.target is not None:
+            fields["status"] = transition.target
+        return self.update(job_id, only_if=sources, increment=increment, **fields)
+
+    def update(self, job_id: str, *, only_if: tuple[JobStatus, ...] = (), increment: str = "", **fields: Any) -> bool:
+        """The compare-and-set under every transition: set fields atomically, only while the job
+        is in one of `only_if` (any status when empty). Application code changes a status only
+        through the transitions above; tests use this to put a job in a given state.
 
         Returns False when the job is in another status or does not exist.
         """
-        args: list[str] = [",".join(status.value for status in only_if)]
+        if increment and increment not in JobRecord._INT_FIELDS:
+            raise KeyError(f"cannot increment job field {increment!r}")
+        args: list[str] = [job_id, ",".join(status.value for status in only_if), self.keys.jobs_in(""), increment]
         for name, value in encode_fields(fields).items():
             args += [name, value]
         applied = self._update_if_status(keys=[self.keys.job(job_id), self.keys.job_events(job_id)], args=args)
         return int(applied) == 1
 
-    def fail_if_stale(self, record: JobRecord, heartbeat_timeout: float) -> JobRecord:
-        """A running job whose worker has been silent too long died with it: fail it.
-
-        Called by readers (the API) and by workers at start, so no job stays
-        `running` forever after a crash.
-        """
-        if not record.is_stale(heartbeat_timeout):
-            return record
-        error = ServiceError(
-            ErrorCode.WORKER_LOST,
-            "The worker running this job stopped responding; please upload the video again.",
-            {"silent_seconds": round(record.silent_seconds(), 1)},
-        )
-        self.update(
-            record.job_id,
-            only_if=(JobStatus.RUNNING,),
-            status=JobStatus.FAILED,
-            error=error.to_dict(),
-            finished_at=now(),
-        )
-        return self.get(record.job_id) or record
-
-    def fail_stale_running(self, heartbeat_timeout: float) -> list[str]:
-        """Sweep every job; returns the ids that were failed as WORKER_LOST."""
-        failed = []
-        for job_id in self._ids(0, -1, newest_first=False):
-            record = self.get(job_id)
-            if record is not None and record.is_stale(heartbeat_timeout):
-                self.fail_if_stale(record, heartbeat_timeout)
-                failed.append(record.job_id)
-        return failed
-
     def delete(self, job_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(self.keys.job(job_id))
         pipe.zrem(self.keys.job_index(), job_id)
+        for status in JobStatus:
+            pipe.zrem(self.keys.jobs_in(status.value), job_id)
         pipe.execute()
 
-    def _ids(self, start: int, end: int, *, newest_first: bool = True) -> list[str]:
-        index = self.keys.job_index()
+    # --- reading many ------------------------------------------------------------------
+    def ids(
+        self, status: JobStatus | None = None, start: int = 0, end: int = -1, *, newest_first: bool = True
+    ) -> list[str]:
+        index = self.keys.job_index() if status is None else self.keys.jobs_in(status.value)
         raw: Any = self.redis.zrevrange(index, start, end) if newest_first else self.redis.zrange(index, start, end)
         return [_text(job_id) for job_id in raw]
 
+    def count(self, status: JobStatus | None = None) -> int:
+        return int(self.redis.zcard(self.keys.job_index() if status is None else self.keys.jobs_in(status.value)))
+
+    def created_before(self, cutoff: float, statuses: frozenset[JobStatus], limit: int = 100) -> list[str]:
+        """Ids of jobs in `statuses` created before `cutoff` (a Unix time), oldest first."""
+        found: list[str] = []
+        for status in sorted(statuses, key=lambda s: s.value):
+            raw: Any = self.redis.zrangebyscore(self.keys.jobs_in(status.value), "-inf", f"({cutoff}", 0, limit)
+            found += [_text(job_id) for job_id in raw]
+        return found[:limit]
+
     def list(self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 20) -> tuple[list[JobRecord], int]:
-        """Newest first. Returns one page and the total number of matching jobs."""
-        index = self.keys.job_index()
-        if status is None:
-            total = int(self.redis.zcard(index))
-            records = [self.get(job_id) for job_id in self._ids(offset, offset + limit - 1)]
-            return [r for r in records if r is not None], total
-        # Filtering needs every record's status; one pipelined HGET per job keeps it one round trip.
-        ids = self._ids(0, -1)
+        """Newest first. Returns one page and the total number of matching jobs; reads only that page."""
+        total = self.count(status)
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in self.ids(status, offset, offset + limit - 1):
+            pipe.hgetall(self.keys.job(job_id))
+        records = [_record(raw) for raw in pipe.execute()]
+        return [r for r in records if r is not None], total
+
+    def ensure_status_index(self) -> int:
+        """Build the per-status index for records written before it existed (once per Redis).
+
+        Returns the number of records indexed (0 when it was already built)."""
+        marker = self.keys.status_index_marker()
+        if self.redis.exists(marker):
+            return 0
+        ids = self.ids(newest_first=False)
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hget(self.keys.job(job_id), "status")
-        statuses = pipe.execute()
-        matching = [
-            job_id for job_id, s in zip(ids, statuses, strict=True) if s is not None and _text(s) == status.value
-        ]
-        records = [self.get(job_id) for job_id in matching[offset : offset + limit]]
-        return [r for r in records if r is not None], len(matching)
+            pipe.hmget(self.keys.job(job_id), "status", "created_at")
+        indexed = 0
+        write = self.redis.pipeline(transaction=False)
+        for job_id, (status, created) in zip(ids, pipe.execute(), strict=True):
+            if status is None:
+                continue
+            write.zadd(self.keys.jobs_in(_text(status)), {job_id: float(_text(created) or 0)})
+            indexed += 1
+        write.set(marker, "1")
+        write.execute()
+        return indexed
 
 
 class AsyncJobReader:

@@ -65,6 +65,26 @@ class RedisKeys:
         """Sorted set: every job id, scored by creation time."""
         return f"{self.prefix}:jobs"
 
+    def jobs_in(self, status: str) -> str:
+        """Sorted set: the ids of the jobs in one status, scored by creation time."""
+        return f"{self.prefix}:jobs:{status}"
+
+    def status_index_marker(self) -> str:
+        """String: present once the per-status sets were built for older records."""
+        return f"{self.prefix}:jobs-indexed"
+
     def job_events(self, job_id: str) -> str:
         """Pub/sub channel: a message each time the job record changes."""
         return f"{self.prefix}:job-events:{job_id}"
+
+    def worker(self, name: str) -> str:
+        """String with a short TTL: a live worker's presence and the job it runs (worker/presence.py)."""
+        return f"{self.prefix}:worker:{name}"
+
+    def open_uploads(self) -> str:
+        """Sorted set: S3 multipart uploads in progress, scored by their last activity (shared/storage.py)."""
+        return f"{self.prefix}:open-uploads"
+
+    def reconciler_lock(self) -> str:
+        """String with a TTL: held by whichever process runs the reconciler's sweep."""
+        return f"{self.prefix}:reconciler-lock"

@@ -6,8 +6,13 @@ id is the job id, so the RQ dashboard and our API name the same thing.
 
 from __future__ import annotations
 
+import contextlib
+
 import redis
 from rq import Queue
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
+from rq.job_lifecycle import record_job_failure
 from rq.serializers import JSONSerializer
 
 from shared.settings import Settings
@@ -39,3 +44,48 @@ def enqueue_analysis(queue: Queue, settings: Settings, job_id: str) -> None:
         failure_ttl=7 * 24 * 3600,
         description=f"analyze {job_id}",
     )
+
+
+# --- keeping RQ's view in line with the job records (the dashboard shows RQ's) ------------
+
+
+def fetch_rq_job(queue: Queue, job_id: str) -> Job | None:
+    try:
+        return Job.fetch(job_id, connection=queue.connection, serializer=queue.serializer)
+    except NoSuchJobError:
+        return None
+
+
+def rq_status(queue: Queue, job_id: str) -> str | None:
+    """RQ's status of the job ("queued", "started", "failed"...), None when RQ has no such job."""
+    job = fetch_rq_job(queue, job_id)
+    if job is None:
+        return None
+    status = job.get_status(refresh=False)
+    return status.value if status is not None else None
+
+
+def requeue_analysis(queue: Queue, settings: Settings, job_id: str) -> None:
+    """Enqueue the job again under the same id, whatever RQ made of the last run."""
+    job = fetch_rq_job(queue, job_id)
+    if job is not None:
+        job.delete(remove_from_queue=True)
+    enqueue_analysis(queue, settings, job_id)
+
+
+def mark_rq_canceled(queue: Queue, job_id: str) -> None:
+    job = fetch_rq_job(queue, job_id)
+    if job is not None and not job.is_canceled:
+        with contextlib.suppress(InvalidJobOperation):
+            job.cancel()
+
+
+def mark_rq_failed(queue: Queue, job_id: str, reason: str) -> None:
+    """Move the job to RQ's failed registry (it may be stuck in `started` after its worker died)."""
+    job = fetch_rq_job(queue, job_id)
+    if job is None or job.is_failed:
+        return
+    pipe = queue.connection.pipeline()
+    job._remove_from_registries(pipeline=pipe, remove_from_queue=True)
+    record_job_failure(job, reason, pipe)
+    pipe.execute()

@@ -18,6 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from shared.errors import ErrorCode, ServiceError
+from shared.open_uploads import OpenUploads
 from shared.settings import Settings
 
 _PRESIGN_CACHE_SIZE = 4096
@@ -72,11 +73,22 @@ class MultipartWriter:
     """Writes one object as an S3 multipart upload, a part at a time.
 
     Memory holds at most one part. `abort()` removes every part already sent,
-    so a rejected or broken upload leaves nothing behind.
+    so a rejected or broken upload leaves nothing behind; with `open_uploads`,
+    an upload whose abort cannot reach storage (or whose process dies) stays
+    listed until the reconciler aborts it.
     """
 
-    def __init__(self, client: BaseClient, bucket: str, key: str, part_size: int, content_type: str) -> None:
+    def __init__(
+        self,
+        client: BaseClient,
+        bucket: str,
+        key: str,
+        part_size: int,
+        content_type: str,
+        open_uploads: OpenUploads | None = None,
+    ) -> None:
         self._client = client
+        self._open_uploads = open_uploads
         self.bucket = bucket
         self.key = key
         self.part_size = part_size
@@ -93,7 +105,12 @@ class MultipartWriter:
                     Bucket=self.bucket, Key=self.key, ContentType=self.content_type
                 )
             self._upload_id = str(response["UploadId"])
+            self._track("active")
         return self._upload_id
+
+    def _track(self, event: str) -> None:
+        if self._open_uploads is not None and self._upload_id is not None:
+            getattr(self._open_uploads, event)(self.key, self._upload_id)
 
     def feed(self, data: bytes) -> list[bytes]:
         """Buffer `data`; return the full parts now ready for `send_part` (no I/O here)."""
@@ -113,6 +130,7 @@ class MultipartWriter:
                 Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=chunk
             )
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        self._track("active")
 
     def write(self, data: bytes) -> None:
         for chunk in self.feed(data):
@@ -129,14 +147,20 @@ class MultipartWriter:
                 UploadId=self._start(),
                 MultipartUpload={"Parts": self._parts},
             )
+        self._track("closed")
 
     def abort(self) -> None:
         self._buffer.clear()
         if self._upload_id is None:
             return
-        # Best effort: if storage is down, its lifecycle rule for abandoned uploads cleans up.
-        with contextlib.suppress(ClientError, BotoCoreError, OSError):
+        try:
             self._client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+            self._track("closed")
+        except ClientError as exc:
+            self._track("closed" if is_missing(exc) else "abort_failed")
+        except (BotoCoreError, OSError):
+            # Storage is down: the reconciler aborts it once storage answers again.
+            self._track("abort_failed")
         self._upload_id = None
 
 
@@ -150,6 +174,8 @@ class Storage:
         self._public_client = _client(settings, public) if public else None
         # Signing costs ~0.4 ms a URL and clients poll: reuse a URL for half its lifetime.
         self._presigned: dict[tuple[str, str | None], tuple[float, str]] = {}
+        # Set by the API and the worker, which have Redis: multipart uploads are then tracked.
+        self.open_uploads: OpenUploads | None = None
 
     # --- health and set-up ---------------------------------------------------
     def ping(self) -> None:
@@ -170,11 +196,26 @@ class Storage:
 
     # --- writing ---------------------------------------------------------------
     def multipart_writer(self, key: str, content_type: str) -> MultipartWriter:
-        return MultipartWriter(self.client, self.bucket, key, self.settings.upload_part_bytes, content_type)
+        return MultipartWriter(
+            self.client, self.bucket, key, self.settings.upload_part_bytes, content_type, self.open_uploads
+        )
 
     def upload_file(self, path: Path, key: str, content_type: str) -> None:
-        with storage_errors():
-            self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type})
+        """One PUT for a small file; a tracked multipart upload, aborted on any failure, for a big one."""
+        part = self.settings.upload_part_bytes
+        if path.stat().st_size <= part:
+            with storage_errors():
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=path.read_bytes(), ContentType=content_type)
+            return
+        writer = self.multipart_writer(key, content_type)
+        try:
+            with path.open("rb") as handle:
+                while chunk := handle.read(part):
+                    writer.write(chunk)
+            writer.complete()
+        except BaseException:
+            writer.abort()
+            raise
 
     # --- reading -----------------------------------------------------------------
     def download_file(self, key: str, path: Path) -> None:
@@ -236,6 +277,32 @@ class Storage:
                 batch = [{"Key": key} for key in keys[start : start + 1000]]
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
         return len(keys)
+
+    def open_multipart_uploads(self, prefix: str) -> list[tuple[str, str]]:
+        """(key, upload id) of every unfinished multipart upload under `prefix`."""
+        found: list[tuple[str, str]] = []
+        with storage_errors():
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                found += [(item["Key"], item["UploadId"]) for item in page.get("Uploads", [])]
+        return found
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Abort one multipart upload; one that no longer exists counts as aborted."""
+        with storage_errors():
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except ClientError as exc:
+                if not is_missing(exc):
+                    raise
+        if self.open_uploads is not None:
+            self.open_uploads.closed(key, upload_id)
+
+    def purge_prefix(self, prefix: str) -> int:
+        """Every object and every unfinished upload under `prefix`; returns the objects deleted."""
+        for key, upload_id in self.open_multipart_uploads(prefix):
+            self.abort_multipart(key, upload_id)
+        return self.delete_prefix(prefix)
 
     def delete(self, key: str) -> None:
         with storage_errors():

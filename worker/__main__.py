@@ -1,43 +1,141 @@
-"""Start a worker: `python -m worker`.
+"""Start a worker: `python -m worker` (or supervised: `python -m worker.supervisor`).
 
 Models load once here, before the first job, and jobs run in this same
 process (an RQ SimpleWorker: no fork per job, so loaded models stay loaded
 and a CUDA context is never forked). A missing model stops the worker at
-start with a clear message instead of failing jobs later.
+start with a clear message (exit code 2) instead of failing jobs later.
+
+The process also keeps its presence key fresh (shared/presence.py), runs the
+reconciler every few seconds (shared/reconcile.py), runs at a lower CPU
+priority than the API, and outlives Redis outages: when RQ's loop gives up
+on a lost connection, it waits for Redis and starts the loop again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
+import threading
+import time
+from types import FrameType
 
-from rq import SimpleWorker
+import redis
+from rq import Queue, SimpleWorker
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from shared.errors import ServiceError
-from shared.queue import get_queue
-from shared.settings import get_settings
-from worker.context import build_context, set_context
+from shared.presence import WorkerPresence
+from shared.queue import mark_rq_canceled
+from shared.settings import Settings, get_settings
+from worker import scratch
+from worker.context import WorkerContext, build_context, set_context
 
 log = logging.getLogger("worker")
+
+EXIT_CONFIG_ERROR = 2  # a supervisor does not restart a worker that exits with this
+
+
+class AnalysisWorker(SimpleWorker):
+    """RQ's SimpleWorker, plus: a run that ended canceled shows as canceled in RQ (not finished),
+    and a requested stop is remembered, to tell it from a loop that ended on a lost connection."""
+
+    stop_requested = False
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        super().execute_job(job, queue)
+        with contextlib.suppress(Exception):
+            if job.return_value(refresh=True) == "canceled":
+                mark_rq_canceled(queue, job.id)
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested = True
+        super().request_stop(signum, frame)
+
+
+def lower_priority(niceness: int) -> None:
+    """Run at `niceness` (threads and child processes inherit it), so polling clients of an
+    API on the same machine are served before the next video frame."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if niceness > current:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+
+
+def wait_for_redis(client: redis.Redis, stop: threading.Event) -> None:
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            client.ping()
+            return
+        except redis.RedisError as exc:
+            log.warning("Redis unavailable (%s); retrying in %.0f s", exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def reconcile_forever(context: WorkerContext, stop: threading.Event) -> None:
+    interval = context.settings.reconcile_interval_seconds
+    while not stop.wait(interval):
+        try:
+            report = context.reconciler.sweep_if_due(lock_seconds=interval * 0.9)
+            if report:
+                log.info("reconciler: %s", report)
+        except Exception as exc:  # Redis or storage down: the next round tries again
+            log.warning("reconciler round skipped: %s", exc)
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    lower_priority(settings.worker_nice)
     try:
         context = build_context(settings)
     except ServiceError as exc:
         log.error("%s: %s", exc.code.value, exc.message)
-        return 2
+        return EXIT_CONFIG_ERROR
+    return serve(context, settings)
+
+
+def serve(context: WorkerContext, settings: Settings) -> int:
+    stop = threading.Event()
+    scratch.remove_orphans(settings.work_dir)
+    wait_for_redis(context.redis, stop)
+    presence = WorkerPresence(
+        context.redis, context.store.keys, context.worker_name, settings.worker_presence_ttl_seconds
+    )
+    presence.start()
+    context.presence = presence
     set_context(context)
-    reaped = context.store.fail_stale_running(settings.heartbeat_timeout_seconds)
-    if reaped:
-        log.warning("marked %d job(s) whose worker died as failed (WORKER_LOST): %s", len(reaped), ", ".join(reaped))
-    log.info("worker ready: mode=%s queue=%s", settings.mode, settings.queue_name)
-    worker = SimpleWorker([get_queue(settings, context.redis)], connection=context.redis, serializer=JSONSerializer)
-    worker.work(with_scheduler=False)
-    return 0
+    try:
+        report = context.reconciler.sweep()
+        if report:
+            log.warning("at start, the reconciler found: %s", report)
+    except Exception as exc:
+        log.warning("reconciler at start skipped: %s", exc)
+    threading.Thread(target=reconcile_forever, args=(context, stop), name="reconciler", daemon=True).start()
+    log.info("worker %s ready: mode=%s queue=%s", context.worker_name, settings.mode, settings.queue_name)
+
+    session = 0
+    try:
+        while True:
+            # A new RQ name per session: a registration lost with the connection cannot clash.
+            name = context.worker_name if session == 0 else f"{context.worker_name}.{session}"
+            worker = AnalysisWorker([context.queue], connection=context.redis, serializer=JSONSerializer, name=name)
+            with contextlib.suppress(redis.RedisError):
+                worker.work(with_scheduler=False)
+            if worker.stop_requested:
+                return 0
+            log.warning("the RQ loop ended without a stop request (Redis lost?); reconnecting")
+            session += 1
+            wait_for_redis(context.redis, stop)
+            with contextlib.suppress(redis.RedisError):
+                presence.refresh()
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        presence.stop()
 
 
 if __name__ == "__main__":

@@ -5,16 +5,23 @@ Every write is a compare-and-set that only applies while the job is
 the client canceled (or deleted) the job and `JobCanceled` stops the work
 within one reporting interval. A background thread keeps `heartbeat_at`
 fresh between reports, so a job whose worker died is recognisably stale.
+A Redis blip shorter than `blip_seconds` only delays a report: the write is
+retried, and the job goes on.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from types import TracebackType
 
+import redis
+
 from shared.errors import ErrorCode, JobCanceled, ServiceError
-from shared.jobs import JobStage, JobStatus, JobStore, now
+from shared.jobs import JobStage, JobStore, now
+
+log = logging.getLogger(__name__)
 
 # Share of the whole job each stage takes, for one progress figure from 0 to 1.
 STAGE_SPAN: dict[JobStage, tuple[float, float]] = {
@@ -25,7 +32,6 @@ STAGE_SPAN: dict[JobStage, tuple[float, float]] = {
     JobStage.EXPORTING: (0.92, 0.95),
     JobStage.UPLOADING: (0.95, 1.00),
 }
-_RUNNING = (JobStatus.RUNNING,)
 
 
 class JobReporter:
@@ -37,12 +43,14 @@ class JobReporter:
         every_frames: int,
         min_interval: float = 0.25,
         heartbeat_seconds: float = 5.0,
+        blip_seconds: float = 30.0,
     ) -> None:
         self.store = store
         self.job_id = job_id
         self.every_frames = every_frames
         self.min_interval = min_interval
         self.heartbeat_seconds = heartbeat_seconds
+        self.blip_seconds = blip_seconds
         self.stage = JobStage.QUEUED
         self.frames_total = 0
         self.deadline: float | None = None
@@ -63,18 +71,28 @@ class JobReporter:
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_seconds):
             try:
-                if not self.store.update(self.job_id, only_if=_RUNNING, heartbeat_at=now()):
+                if not self.store.report(self.job_id, heartbeat_at=now()):
                     self._canceled.set()
             except Exception:
                 continue
 
     # --- reporting ------------------------------------------------------------
     def _write(self, **fields: object) -> None:
-        if self._canceled.is_set() or not self.store.update(
-            self.job_id, only_if=_RUNNING, heartbeat_at=now(), **fields
-        ):
+        if self._canceled.is_set() or not self._report(heartbeat_at=now(), **fields):
             self._canceled.set()
             raise JobCanceled(self.job_id)
+
+    def _report(self, **fields: object) -> bool:
+        """`store.report`, retried through a Redis outage of up to `blip_seconds`."""
+        give_up = time.monotonic() + self.blip_seconds
+        while True:
+            try:
+                return self.store.report(self.job_id, **fields)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() > give_up:
+                    raise
+                log.warning("job %s: Redis unavailable (%s); retrying the progress report", self.job_id, exc)
+                time.sleep(1.0)
 
     def check(self) -> None:
         """Raise when the job was canceled or ran out of time."""

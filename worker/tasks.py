@@ -5,20 +5,25 @@ fetch → probe → analyze → smooth → metrics → render → export → upl
 Whatever happens, the job ends in a final status: `succeeded` only after every
 result is in storage; `failed` with a stable code otherwise; a canceled job
 stops at its next progress report. A job that did not succeed leaves no results.
+A run that is cut off (the worker killed or shut down) is run again from the
+stored upload by the reconciler (shared/reconcile.py); every stage writes
+only to the job's scratch folder or to keys a second run overwrites, so any
+stage is safe to run twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import tempfile
 import traceback
 from pathlib import Path
 
 from rq.timeouts import JobTimeoutException
 
-from shared.errors import ErrorCode, JobCanceled, ServiceError
-from shared.jobs import JobRecord, JobStage, JobStatus, now
+from shared.errors import ErrorCode, JobCanceled, ServiceError, public_reason
+from shared.jobs import JobRecord, JobStage, JobStatus
 from shared.keys import ResultName
+from worker import scratch
 from worker.context import WorkerContext, get_context
 from worker.pipeline import export, fetch, metrics, probe, render, smooth, upload
 from worker.progress import JobReporter
@@ -37,34 +42,30 @@ def run(ctx: WorkerContext, job_id: str) -> str:
     if record is None:
         log.info("job %s no longer exists; nothing to do", job_id)
         return "missing"
-    started = ctx.store.update(
-        job_id,
-        only_if=(JobStatus.QUEUED,),
-        status=JobStatus.RUNNING,
-        stage=JobStage.FETCHING,
-        started_at=now(),
-        heartbeat_at=now(),
-    )
-    if not started:
+    # Presence first, then the record: whoever sees the job running also sees who holds it.
+    if ctx.presence is not None:
+        ctx.presence.hold(job_id)
+    try:
+        return _run_attempt(ctx, record)
+    finally:
+        if ctx.presence is not None:
+            ctx.presence.release()
+
+
+def _run_attempt(ctx: WorkerContext, record: JobRecord) -> str:
+    job_id = record.job_id
+    if not ctx.store.start(job_id, ctx.worker_name):
         # Canceled while queued (or run by another worker already): never runs.
         log.info("job %s is %s; not running it", job_id, record.status.value)
         return record.status.value
+    record = ctx.store.get(job_id) or record
+    log.info("job %s: attempt %d of %d", job_id, record.attempts, record.max_attempts)
 
     reporter = JobReporter(ctx.store, job_id, every_frames=ctx.settings.progress_every_frames)
     try:
-        with reporter, tempfile.TemporaryDirectory(prefix=f"job-{job_id}-", dir=ctx.settings.work_dir or None) as tmp:
+        with reporter, scratch.job_dir(ctx.settings.work_dir, job_id) as tmp:
             results = _run_stages(ctx, record, reporter, Path(tmp))
-        finished = ctx.store.update(
-            job_id,
-            only_if=(JobStatus.RUNNING,),
-            status=JobStatus.SUCCEEDED,
-            stage=JobStage.DONE,
-            progress=1.0,
-            frames_done=reporter.frames_total,
-            results=results,
-            finished_at=now(),
-        )
-        if not finished:
+        if not ctx.store.succeed(job_id, results, frames_done=reporter.frames_total):
             raise JobCanceled(job_id)
         return JobStatus.SUCCEEDED.value
     except JobCanceled:
@@ -77,6 +78,14 @@ def run(ctx: WorkerContext, job_id: str) -> str:
     except JobTimeoutException as exc:
         _fail(ctx, job_id, ServiceError(ErrorCode.JOB_TIMEOUT, "The analysis ran out of time and was stopped."))
         raise exc
+    except (SystemExit, KeyboardInterrupt):
+        # A cold shutdown (a second SIGTERM) stops the worker inside the job: the job goes back
+        # to the queue (RQ records this run as failed; the reconciler enqueues the job again).
+        current = ctx.store.get(job_id)
+        if current is not None:
+            with contextlib.suppress(Exception):
+                ctx.reconciler.release(current, "the worker was shut down while running it", requeue=False)
+        raise
     except Exception as exc:
         _fail(
             ctx,
@@ -84,7 +93,7 @@ def run(ctx: WorkerContext, job_id: str) -> str:
             ServiceError(
                 ErrorCode.INTERNAL_ERROR,
                 "The analysis failed unexpectedly.",
-                {"exception": type(exc).__name__, "reason": str(exc)[:500]},
+                {"exception": type(exc).__name__, "reason": public_reason(str(exc))},
             ),
         )
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())
@@ -98,11 +107,11 @@ def _run_stages(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tm
     source = fetch.fetch(ctx.storage, record.source_key, tmp)
 
     reporter.enter(JobStage.PROBING)
-    video = probe.probe(source, max_seconds=settings.max_video_seconds)
+    video = probe.probe(source, max_seconds=settings.max_video_seconds, max_pixels=settings.max_video_pixels)
     budget = budget_seconds(settings, video.duration)
     reporter.deadline = deadline_after(budget)
     narrow_hard_timeout(budget)
-    ctx.store.update(job_id, only_if=(JobStatus.RUNNING,), video=video.to_dict(), frames_total=video.frame_count)
+    ctx.store.report(job_id, video=video.to_dict(), frames_total=video.frame_count)
 
     reporter.enter(JobStage.ANALYZING, frames_total=video.frame_count)
     poses = ctx.analyzer.analyze(video, record.profile, reporter.frames)
@@ -135,7 +144,5 @@ def _run_stages(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tm
 
 def _fail(ctx: WorkerContext, job_id: str, error: ServiceError) -> None:
     upload.discard_results(ctx.storage, job_id)
-    ctx.store.update(
-        job_id, only_if=(JobStatus.RUNNING,), status=JobStatus.FAILED, error=error.to_dict(), finished_at=now()
-    )
+    ctx.store.fail(job_id, error, only_if=(JobStatus.RUNNING,))
     log.warning("job %s failed: %s %s", job_id, error.code.value, error.message)

@@ -102,6 +102,7 @@ async def analyze(
             source_key=source.key,
             filename=source.filename,
             size_bytes=source.size,
+            max_attempts=settings.max_attempts,
         )
         await run_in_threadpool(_record_and_enqueue, store, queue, settings, record)
     except BaseException:

@@ -10,7 +10,7 @@ this waits on a subscription instead of polling. A message is only a wake-up
 call: the record is re-read, and only a view that differs from the last one
 sent becomes an event (heartbeat-only updates send nothing). The record is
 also re-read every few seconds in case a message was missed, which is also
-when a job whose worker died is failed (`JobStore.fail_if_stale`).
+when a job whose worker died is released (`Reconciler.check`).
 
 A job deleted while watched gets a last `deleted` event (`{"job_id": ...}`).
 Browsers' `EventSource` reconnects whenever a stream ends: close it on a final
@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from backend.deps import ReaderDep, SettingsDep, StorageDep, StoreDep
+from backend.deps import ReaderDep, ReconcilerDep, SettingsDep, StorageDep, StoreDep
 from backend.errors import error_responses
 from backend.routes.jobs import read_job
 from backend.views import JobView, api_base, job_view
@@ -63,16 +63,22 @@ def _event(view: JobView) -> str:
     },
 )
 async def job_events(
-    job_id: str, request: Request, reader: ReaderDep, store: StoreDep, storage: StorageDep, settings: SettingsDep
+    job_id: str,
+    request: Request,
+    reader: ReaderDep,
+    reconciler: ReconcilerDep,
+    store: StoreDep,
+    storage: StorageDep,
+    settings: SettingsDep,
 ) -> StreamingResponse:
     """Push the job's status: now, on every change, and a last time when it ends."""
     # Unknown job (or Redis down): a normal JSON error envelope, before any stream starts.
-    await read_job(reader, store, settings, job_id)
+    await read_job(reader, reconciler, job_id)
     base = api_base(settings, str(request.base_url))
 
     async def current() -> JobView | None:
         try:
-            record = await read_job(reader, store, settings, job_id)
+            record = await read_job(reader, reconciler, job_id)
         except ServiceError as exc:
             if exc.code is ErrorCode.JOB_NOT_FOUND:
                 return None

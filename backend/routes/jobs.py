@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from typing import Annotated
 
 from botocore.exceptions import ClientError
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from rq import Queue
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
 from starlette.concurrency import run_in_threadpool
 
-from backend.deps import QueueDep, ReaderDep, SettingsDep, StorageDep, StoreDep
+from backend.deps import ReaderDep, ReconcilerDep, SettingsDep, StorageDep, StoreDep
 from backend.errors import error_responses
 from backend.views import JobPage, JobView, api_base, job_view
 from shared.errors import ErrorCode, ServiceError
-from shared.jobs import AsyncJobReader, JobRecord, JobStatus, JobStore, now
-from shared.keys import ResultName, job_prefixes, result_key
-from shared.settings import Settings
+from shared.jobs import AsyncJobReader, JobRecord, JobStatus
+from shared.keys import ResultName, result_key
+from shared.queue import mark_rq_canceled
+from shared.reconcile import Reconciler
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -31,20 +28,32 @@ def _not_found(job_id: str) -> ServiceError:
     return ServiceError(ErrorCode.JOB_NOT_FOUND, f"There is no job {job_id!r}.", {"job_id": job_id})
 
 
-def load_job(store: JobStore, settings: Settings, job_id: str) -> JobRecord:
-    record = store.get(job_id) if _JOB_ID.match(job_id) else None
+def checked(reconciler: Reconciler, record: JobRecord) -> JobRecord:
+    """The record once the reconciler has looked at it (a job whose worker died is released).
+    Storage being down must not hide the job: then it is shown as it is."""
+    try:
+        return reconciler.check(record)
+    except ServiceError:
+        return record
+
+
+def load_job(reconciler: Reconciler, job_id: str) -> JobRecord:
+    record = reconciler.store.get(job_id) if _JOB_ID.match(job_id) else None
     if record is None:
         raise _not_found(job_id)
-    return store.fail_if_stale(record, settings.heartbeat_timeout_seconds)
+    return checked(reconciler, record)
 
 
-async def read_job(reader: AsyncJobReader, store: JobStore, settings: Settings, job_id: str) -> JobRecord:
-    """`load_job` for the hot polling path: no thread hop unless the job has gone stale."""
+async def read_job(reader: AsyncJobReader, reconciler: Reconciler, job_id: str) -> JobRecord:
+    """`load_job` for the hot polling path: no thread hop unless a running job's heartbeat is late."""
     record = await reader.get(job_id) if _JOB_ID.match(job_id) else None
     if record is None:
         raise _not_found(job_id)
-    if record.is_stale(settings.heartbeat_timeout_seconds):
-        record = await run_in_threadpool(store.fail_if_stale, record, settings.heartbeat_timeout_seconds)
+    if (
+        record.status is JobStatus.RUNNING
+        and record.silent_seconds() >= reconciler.settings.worker_presence_ttl_seconds
+    ):
+        record = await run_in_threadpool(checked, reconciler, record)
     return record
 
 
@@ -52,6 +61,7 @@ async def read_job(reader: AsyncJobReader, store: JobStore, settings: Settings, 
 def list_jobs(
     request: Request,
     store: StoreDep,
+    reconciler: ReconcilerDep,
     storage: StorageDep,
     settings: SettingsDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
@@ -61,15 +71,20 @@ def list_jobs(
     """Newest first."""
     records, total = store.list(status=status, offset=offset, limit=limit)
     base = api_base(settings, str(request.base_url))
-    views = [job_view(store.fail_if_stale(r, settings.heartbeat_timeout_seconds), storage, base) for r in records]
+    views = [job_view(checked(reconciler, r), storage, base) for r in records]
     return JobPage(jobs=views, total=total, offset=offset, limit=limit)
 
 
 @router.get("/{job_id}", response_model=JobView, responses=error_responses(404))
 async def get_job(
-    job_id: str, request: Request, reader: ReaderDep, store: StoreDep, storage: StorageDep, settings: SettingsDep
+    job_id: str,
+    request: Request,
+    reader: ReaderDep,
+    reconciler: ReconcilerDep,
+    storage: StorageDep,
+    settings: SettingsDep,
 ) -> JobView:
-    record = await read_job(reader, store, settings, job_id)
+    record = await read_job(reader, reconciler, job_id)
     return job_view(record, storage, api_base(settings, str(request.base_url)))
 
 
@@ -83,13 +98,13 @@ async def get_job(
 def get_result(
     job_id: str,
     name: str,
-    store: StoreDep,
+    reconciler: ReconcilerDep,
     storage: StorageDep,
     settings: SettingsDep,
     range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
     """Stream one result file (with HTTP Range support, so video players can seek)."""
-    record = load_job(store, settings, job_id)
+    record = load_job(reconciler, job_id)
     try:
         result = ResultName(name)
     except ValueError:
@@ -125,55 +140,35 @@ def get_result(
 
 @router.post("/{job_id}/cancel", response_model=JobView, responses=error_responses(404, 409))
 def cancel_job(
-    job_id: str, request: Request, store: StoreDep, storage: StorageDep, settings: SettingsDep, queue: QueueDep
+    job_id: str, request: Request, reconciler: ReconcilerDep, storage: StorageDep, settings: SettingsDep
 ) -> JobView:
     """A queued job never runs; a running one stops at its next progress report (within seconds)."""
-    record = load_job(store, settings, job_id)
-    if record.status.is_final:
+    record = load_job(reconciler, job_id)
+    if record.status.is_final or not reconciler.store.cancel(job_id):
+        record = load_job(reconciler, job_id)
         raise ServiceError(
             ErrorCode.JOB_ALREADY_FINISHED,
             f"The job has already finished ({record.status.value}); there is nothing to cancel.",
             {"status": record.status.value},
         )
-    canceled = store.update(
-        job_id,
-        only_if=(JobStatus.QUEUED, JobStatus.RUNNING),
-        status=JobStatus.CANCELED,
-        finished_at=now(),
-    )
-    if not canceled:  # it finished in the meantime
-        record = load_job(store, settings, job_id)
-        raise ServiceError(
-            ErrorCode.JOB_ALREADY_FINISHED,
-            f"The job has already finished ({record.status.value}).",
-            {"status": record.status.value},
-        )
     if record.status is JobStatus.QUEUED:
-        _drop_from_queue(queue, job_id)
-    return job_view(load_job(store, settings, job_id), storage, api_base(settings, str(request.base_url)))
+        # The worker also skips jobs that are no longer queued; this shows it canceled in RQ at once.
+        mark_rq_canceled(reconciler.queue, job_id)
+    return job_view(load_job(reconciler, job_id), storage, api_base(settings, str(request.base_url)))
 
 
 @router.delete("/{job_id}", status_code=204, responses=error_responses(404, 409))
-def delete_job(job_id: str, store: StoreDep, storage: StorageDep, settings: SettingsDep, queue: QueueDep) -> Response:
-    """Remove the job record and every object of the job. A running job must be canceled first."""
-    record = load_job(store, settings, job_id)
+def delete_job(job_id: str, reconciler: ReconcilerDep) -> Response:
+    """Remove the job record and every file of the job, unfinished uploads included.
+    A running job must be canceled first."""
+    record = load_job(reconciler, job_id)
     if record.status is JobStatus.RUNNING:
         raise ServiceError(
             ErrorCode.JOB_RUNNING,
             "The job is running; cancel it first, then delete it.",
             {"status": record.status.value, "cancel_url": f"/jobs/{job_id}/cancel"},
         )
-    if record.status is JobStatus.QUEUED:
-        if not store.update(job_id, only_if=(JobStatus.QUEUED,), status=JobStatus.CANCELED, finished_at=now()):
-            raise ServiceError(ErrorCode.JOB_RUNNING, "The job just started; cancel it first, then delete it.")
-        _drop_from_queue(queue, job_id)
-    for prefix in job_prefixes(job_id):
-        storage.delete_prefix(prefix)
-    store.delete(job_id)
+    if record.status is JobStatus.QUEUED and not reconciler.store.cancel(job_id, only_if=(JobStatus.QUEUED,)):
+        raise ServiceError(ErrorCode.JOB_RUNNING, "The job just started; cancel it first, then delete it.")
+    reconciler.purge(job_id)
     return Response(status_code=204)
-
-
-def _drop_from_queue(queue: Queue, job_id: str) -> None:
-    # The worker also skips jobs that are no longer queued; this just keeps the queue tidy.
-    with contextlib.suppress(NoSuchJobError):
-        Job.fetch(job_id, connection=queue.connection, serializer=queue.serializer).cancel()

@@ -208,7 +208,7 @@ _compose_mac_worker_start() {
 		export DEVICE=mps MODELS_DIR="$models_dir"
 		# Operators MPS lacks run on the CPU instead of failing the job.
 		export PYTORCH_ENABLE_MPS_FALLBACK=1
-		exec nohup "$python" -m worker >>"$logfile" 2>&1
+		exec nohup "$python" -m worker.supervisor >>"$logfile" 2>&1
 	) &
 	pid=$!
 	printf '%s\n' "$pid" >"$(_compose_mac_pidfile)"

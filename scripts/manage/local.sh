@@ -238,12 +238,15 @@ check_http_answers() {
 
 check_http_ok() { curl -sf -o /dev/null --max-time 5 "$1"; }
 
-# The worker is ready once an RQ worker with our pid has registered on the queue.
+# The worker is ready once an RQ worker started by our supervisor (so in its process
+# group) has registered on the queue.
 check_worker() {
-	local pid key
-	pid="$(service_pid worker)" || return 1
+	local supervisor key pid
+	supervisor="$(service_pid worker)" || return 1
 	while IFS= read -r key; do
-		[[ -n "$key" && "$(redis_cli hget "$key" pid)" == "$pid" ]] && return 0
+		[[ -n "$key" ]] || continue
+		pid="$(redis_cli hget "$key" pid)"
+		[[ "$pid" =~ ^[0-9]+$ ]] && proc_alive "$pid" && [[ "$PROC_PGRP" == "$supervisor" ]] && return 0
 	done < <(redis_cli smembers "rq:workers:$QUEUE_NAME")
 	return 1
 }
@@ -261,7 +264,10 @@ print(json.dumps({"identities": [identity]}, indent=2))
 
 start_redis() {
 	mkdir -p "$LOCAL_DIR/redis"
-	start_process redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+	# Persistence as in Compose: the append-only file, fsynced every second, so job records
+	# and queued jobs survive a crash or a restart of Redis. noeviction: RQ breaks if keys vanish.
+	start_process redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' \
+		--appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
 		--dir "$LOCAL_DIR/redis" --daemonize no
 	wait_ready redis "${READY_TIMEOUT:-60}" check_redis
 }
@@ -292,7 +298,8 @@ start_api() {
 
 start_worker() {
 	mkdir -p "$WORK_DIR"
-	start_process worker python -m worker
+	# Supervised: a worker that dies is started again, and its job is run again.
+	start_process worker python -m worker.supervisor
 	wait_ready worker "${WORKER_READY_TIMEOUT:-300}" check_worker
 }
 

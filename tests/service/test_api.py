@@ -18,7 +18,6 @@ from fastapi.testclient import TestClient
 
 from backend.main import create_app
 from shared.errors import ServiceError
-from shared.jobs import JobStatus
 from shared.result_schemas import validate
 from shared.settings import Settings
 from shared.storage import Storage
@@ -296,14 +295,41 @@ def test_list_is_newest_first_paginated_and_filtered(client: TestClient, worker_
     assert client.get("/jobs?status=queued").json()["total"] == 2
 
 
-def test_silent_running_job_is_failed_as_worker_lost(
+def test_a_running_job_whose_worker_is_gone_is_queued_again_then_failed_after_max_attempts(
     client: TestClient, worker_ctx: WorkerContext, clip: Path, settings: Settings
 ) -> None:
     job_id = upload(client, clip)["body"]["job_id"]
-    old = time.time() - settings.heartbeat_timeout_seconds - 5
-    worker_ctx.store.update(job_id, status=JobStatus.RUNNING, started_at=old, heartbeat_at=old)
-    job = client.get(f"/jobs/{job_id}").json()
+    assert client.get(f"/jobs/{job_id}").json()["max_attempts"] == settings.max_attempts == 3
+    for attempt in range(1, settings.max_attempts + 1):
+        # A worker that took the job, then went silent (no presence key: it died).
+        assert worker_ctx.store.start(job_id, worker="dead-worker")
+        old = time.time() - settings.worker_presence_ttl_seconds - 1
+        worker_ctx.store.update(job_id, heartbeat_at=old)
+        job = client.get(f"/jobs/{job_id}").json()
+        assert job["attempts"] == attempt
+        if attempt < settings.max_attempts:
+            assert job["status"] == "queued" and job["error"] is None
+            assert "stopped" in job["retry_reason"]
+            # ...and RQ holds it again, so a worker will run it.
+            assert worker_ctx.queue.get_job_ids() == [job_id]
     assert job["status"] == "failed" and job["error"]["code"] == "WORKER_LOST"
+    assert job["error"]["details"]["attempts"] == settings.max_attempts
+
+
+def test_a_running_job_whose_worker_is_alive_is_left_alone(
+    client: TestClient, worker_ctx: WorkerContext, clip: Path, settings: Settings
+) -> None:
+    from shared.presence import WorkerPresence
+
+    job_id = upload(client, clip)["body"]["job_id"]
+    presence = WorkerPresence(worker_ctx.redis, worker_ctx.store.keys, "live-worker", ttl_seconds=30)
+    presence.hold(job_id)
+    assert worker_ctx.store.start(job_id, worker="live-worker")
+    # Its progress heartbeat is late (a long stage), but the worker says it holds the job.
+    worker_ctx.store.update(job_id, heartbeat_at=time.time() - settings.worker_presence_ttl_seconds - 1)
+    assert client.get(f"/jobs/{job_id}").json()["status"] == "running"
+    presence.hold("some-other-job")  # it moved on without finishing this one
+    assert client.get(f"/jobs/{job_id}").json()["status"] == "queued"
 
 
 # --- dependencies down -------------------------------------------------------------------------------

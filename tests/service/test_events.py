@@ -265,10 +265,17 @@ def test_a_missed_message_is_caught_by_the_periodic_recheck(base_url: str, store
 def test_a_silent_worker_is_detected_while_watching(
     service_settings: Settings, store: JobStore, fast_checks: None
 ) -> None:
-    settings = service_settings.model_copy(update={"heartbeat_timeout_seconds": 10})
-    last_beat = now() - 9.0  # stale one second from now
+    settings = service_settings.model_copy(update={"worker_presence_ttl_seconds": 10})
+    last_beat = now() - 9.0  # silent too long one second from now, and no worker holds it
     job_id = new_job(
-        store, status=JobStatus.RUNNING, stage=JobStage.ANALYZING, started_at=last_beat, heartbeat_at=last_beat
+        store,
+        status=JobStatus.RUNNING,
+        stage=JobStage.ANALYZING,
+        started_at=last_beat,
+        heartbeat_at=last_beat,
+        worker="gone",
+        attempts=1,
+        max_attempts=1,  # its last attempt: the loss fails it
     )
     with live_api(settings) as url, open_stream(url, job_id) as stream:
         assert stream.next().job["status"] == "running"  # type: ignore[union-attr]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -65,15 +66,23 @@ def test_a_job_over_its_budget_fails_with_job_timeout(
         assert rq_job.get_status() == "failed"  # visible as failed in the RQ dashboard too
 
 
-def test_worker_start_fails_stale_jobs(service_settings: Settings, clip: Path) -> None:
-    import time
-
-    from shared.jobs import JobStatus
-
+def test_a_sweep_releases_the_job_of_a_dead_worker_and_rq_runs_it_again(
+    service_settings: Settings, clip: Path
+) -> None:
     with TestClient(create_app(service_settings)) as api:
         job_id = api.post("/analyze", files={"file": ("clip.mp4", clip.read_bytes(), "video/mp4")}).json()["job_id"]
         context = build_context(service_settings, analyzer=MockAnalyzer())
-        old = time.time() - service_settings.heartbeat_timeout_seconds - 1
-        context.store.update(job_id, status=JobStatus.RUNNING, started_at=old, heartbeat_at=old)
-        assert context.store.fail_stale_running(service_settings.heartbeat_timeout_seconds) == [job_id]
-        assert context.store.get(job_id).error["code"] == "WORKER_LOST"  # type: ignore[union-attr]
+        # A worker took it from RQ and started it, then vanished (no presence key).
+        taken = context.queue.dequeue_any([context.queue], None, connection=context.redis, serializer=JSONSerializer)
+        assert taken is not None and context.queue.get_job_ids() == []
+        assert context.store.start(job_id, worker="vanished")
+        context.store.update(job_id, heartbeat_at=time.time() - service_settings.worker_presence_ttl_seconds - 1)
+
+        report = context.reconciler.sweep()
+
+        assert report.retried == [job_id]
+        assert context.queue.get_job_ids() == [job_id]
+        run_worker_once(service_settings)
+        job = api.get(f"/jobs/{job_id}").json()
+        assert (job["status"], job["attempts"]) == ("succeeded", 2)
+        assert Job.fetch(job_id, connection=context.redis, serializer=JSONSerializer).get_status() == "finished"

@@ -1,7 +1,10 @@
 """Upload stage: the finished result set, into object storage.
 
-Results are uploaded before the job says `succeeded`; `discard` removes a
-partial set so a failed or canceled job never leaves one that looks complete.
+Results are uploaded before the job says `succeeded`, which is the commit:
+the API offers results only for a succeeded job. `discard` removes a partial
+set, unfinished multipart uploads included, so a failed or canceled job never
+leaves one behind; the reconciler does the same for a run that was killed.
+A second run overwrites the same keys.
 """
 
 from __future__ import annotations
@@ -25,4 +28,4 @@ def upload_results(storage: Storage, job_id: str, files: dict[ResultName, Path])
 def discard_results(storage: Storage, job_id: str) -> None:
     # Best effort: a storage outage must not hide the job's real error.
     with contextlib.suppress(ServiceError):
-        storage.delete_prefix(results_prefix(job_id))
+        storage.purge_prefix(results_prefix(job_id))

@@ -1,0 +1,86 @@
+"""A worker's sign of life: one Redis key with a short TTL, refreshed by a thread.
+
+    {prefix}:worker:{name} = {"pid": ..., "host": ..., "job": job id or ""}   (expires after TTL)
+
+The key names the job the worker is running, so the reconciler can tell a
+running job whose worker is gone (key expired: SIGKILL, power loss, lost
+network) or moved on (key names another job) from one still in progress,
+within one TTL (15 s by default) instead of the job heartbeat's 120 s.
+The refresher also survives Redis blips: it keeps trying, and the key is
+back within one period of Redis returning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+
+import redis
+
+from shared.keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+
+class WorkerPresence:
+    def __init__(self, client: redis.Redis, keys: RedisKeys, name: str, ttl_seconds: int) -> None:
+        self.redis = client
+        self.key = keys.worker(name)
+        self.name = name
+        self.ttl = ttl_seconds
+        self.job = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._refresh_loop, name="worker-presence", daemon=True)
+
+    def start(self) -> None:
+        self.refresh()
+        self._thread.start()
+
+    def hold(self, job_id: str) -> None:
+        """Say this worker runs `job_id` (before the job's record says so)."""
+        self.job = job_id
+        self.refresh()
+
+    def release(self) -> None:
+        self.job = ""
+        self._try_refresh()
+
+    def refresh(self) -> None:
+        value = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "job": self.job})
+        self.redis.set(self.key, value, ex=self.ttl)
+
+    def stop(self) -> None:
+        """A clean exit: the key goes at once, so nobody waits a TTL to learn it."""
+        self._stop.set()
+        self._thread.join(timeout=2)
+        with contextlib.suppress(redis.RedisError):
+            self.redis.delete(self.key)
+
+    def _try_refresh(self) -> bool:
+        try:
+            self.refresh()
+        except redis.RedisError as exc:
+            log.warning("worker presence not refreshed (Redis: %s); retrying", exc)
+            return False
+        return True
+
+    def _refresh_loop(self) -> None:
+        # A third of the TTL: two refreshes can be missed before the key expires.
+        while not self._stop.wait(max(self.ttl / 3, 0.5)):
+            self._try_refresh()
+
+
+def read_presence(client: redis.Redis, keys: RedisKeys, name: str) -> dict[str, object] | None:
+    """The live worker's presence, None when it is gone."""
+    raw = client.get(keys.worker(name)) if name else None
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
