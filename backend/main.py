@@ -19,7 +19,7 @@ from shared.keys import RedisKeys
 from shared.open_uploads import OpenUploads
 from shared.queue import get_queue
 from shared.reconcile import Reconciler
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, async_redis_retry_options, get_settings, redis_retry_options
 from shared.storage import Storage
 
 
@@ -32,14 +32,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Upload a dance video; get every dancer's tracked pose, an annotated video and metrics.",
     )
     client = redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+        settings.redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=30,
+        **redis_retry_options(),
     )
     app.state.settings = settings
     app.state.redis = client
     keys = RedisKeys(settings.key_prefix)
     app.state.store = JobStore(client, keys)
     app.state.reader = AsyncJobReader(
-        redis.asyncio.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5), keys
+        redis.asyncio.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=5, **async_redis_retry_options()
+        ),
+        keys,
     )
     app.state.storage = Storage(settings)
     app.state.storage.open_uploads = OpenUploads(client, keys)

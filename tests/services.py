@@ -165,23 +165,30 @@ def _redis_pings(port: int) -> bool:
         return False
 
 
-def launch_redis(workdir: Path, *, attempts: int = 3, timeout: float = 15) -> RedisServer:
-    """Start redis-server on a free port (no persistence), wait for PING."""
+def launch_redis(
+    workdir: Path, *, attempts: int = 3, timeout: float = 15, persistent: bool = False, port: int | None = None
+) -> RedisServer:
+    """Start redis-server on a free port (or `port`), wait for PING.
+
+    persistent: the append-only file, fsynced every second, in `workdir`, as the
+    local stack and Compose run it; a server started again there finds its data.
+    """
     binary = executable("redis-server")
     for attempt in range(attempts):
-        port = free_port()
-        command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+        port_used = port or free_port()
+        command = [binary, "--bind", "127.0.0.1", "--port", str(port_used), "--save", "",
+                   "--appendonly", "yes" if persistent else "no", "--appendfsync", "everysec",
                    "--dir", str(workdir), "--daemonize", "no"]  # fmt: skip
         server = _launch("redis", command, workdir)
         try:
-            _wait(server, functools.partial(_redis_pings, port), timeout)
+            _wait(server, functools.partial(_redis_pings, port_used), timeout)
         except ServiceStartError:
             # The port may have been taken between choosing and binding it: try another one.
-            if attempt == attempts - 1:
+            if attempt == attempts - 1 or port is not None:
                 raise
             server.stop()
             continue
-        return RedisServer(f"redis://127.0.0.1:{port}/0", port, server)
+        return RedisServer(f"redis://127.0.0.1:{port_used}/0", port_used, server)
     raise AssertionError("unreachable")
 
 

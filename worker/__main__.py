@@ -27,11 +27,12 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from shared.errors import ServiceError
+from shared.jobs import JobStatus
 from shared.presence import WorkerPresence
 from shared.queue import mark_rq_canceled
 from shared.settings import Settings, get_settings
 from worker import scratch
-from worker.context import WorkerContext, build_context, set_context
+from worker.context import WorkerContext, build_context, get_context, set_context
 
 log = logging.getLogger("worker")
 
@@ -47,7 +48,8 @@ class AnalysisWorker(SimpleWorker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         super().execute_job(job, queue)
         with contextlib.suppress(Exception):
-            if job.return_value(refresh=True) == "canceled":
+            record = get_context().store.get(job.id)
+            if record is not None and record.status is JobStatus.CANCELED:
                 mark_rq_canceled(queue, job.id)
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:

@@ -17,7 +17,7 @@ from shared.open_uploads import OpenUploads
 from shared.presence import WorkerPresence
 from shared.queue import get_queue
 from shared.reconcile import Reconciler
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, get_settings, redis_retry_options
 from shared.storage import Storage
 from worker.analysis import Analyzer, load_analyzer
 
@@ -48,7 +48,9 @@ def build_context(
     settings: Settings | None = None, analyzer: Analyzer | None = None, worker_name: str | None = None
 ) -> WorkerContext:
     settings = settings or get_settings()
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, health_check_interval=30)
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=5, health_check_interval=30, **redis_retry_options()
+    )
     keys = RedisKeys(settings.key_prefix)
     store = JobStore(client, keys)
     storage = Storage(settings)

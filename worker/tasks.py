@@ -69,6 +69,12 @@ def _run_attempt(ctx: WorkerContext, record: JobRecord) -> str:
             raise JobCanceled(job_id)
         return JobStatus.SUCCEEDED.value
     except JobCanceled:
+        current = ctx.store.get(job_id)
+        if current is not None and current.status is not JobStatus.CANCELED:
+            # Not canceled: the reconciler took the job from this worker (it looked dead, e.g.
+            # through a long Redis outage) and another run owns its results now. Touch nothing.
+            log.warning("job %s was released from this worker (now %s); stopping", job_id, current.status.value)
+            return "released"
         upload.discard_results(ctx.storage, job_id)
         log.info("job %s canceled", job_id)
         return JobStatus.CANCELED.value

@@ -20,14 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-import uvicorn
 
-from backend.main import create_app
 from backend.routes import events
 from shared.jobs import JobRecord, JobStage, JobStatus, JobStore, now
 from shared.keys import RedisKeys
 from shared.settings import Settings
-from tests.services import free_port
+from tests.processes import live_api
 from tests.synthetic import make_clip
 from worker.analysis.mock import MockAnalyzer
 from worker.context import build_context
@@ -36,27 +34,6 @@ from worker.tasks import run
 pytestmark = pytest.mark.service
 
 FRONTEND = "http://frontend.example:5173"
-
-
-@contextlib.contextmanager
-def live_api(settings: Settings) -> Iterator[str]:
-    """The API in uvicorn on a free port; yields its base URL."""
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=free_port(), log_level="warning", lifespan="off",
-        timeout_graceful_shutdown=2,
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 @pytest.fixture

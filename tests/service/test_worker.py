@@ -66,9 +66,7 @@ def test_a_job_over_its_budget_fails_with_job_timeout(
         assert rq_job.get_status() == "failed"  # visible as failed in the RQ dashboard too
 
 
-def test_a_sweep_releases_the_job_of_a_dead_worker_and_rq_runs_it_again(
-    service_settings: Settings, clip: Path
-) -> None:
+def test_a_sweep_releases_the_job_of_a_dead_worker_and_rq_runs_it_again(service_settings: Settings, clip: Path) -> None:
     with TestClient(create_app(service_settings)) as api:
         job_id = api.post("/analyze", files={"file": ("clip.mp4", clip.read_bytes(), "video/mp4")}).json()["job_id"]
         context = build_context(service_settings, analyzer=MockAnalyzer())
