@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from shared.errors import ErrorCode, ServiceError
 from shared.jobs import JobRecord, JobStage, JobStatus, JobStore
 
 
@@ -165,3 +166,55 @@ class JobStoreContract:
         assert other_store.get("same-id") is None
         assert other_store.list() == ([], 0)
         assert not other_store.update("same-id", progress=0.5)
+
+    # --- the state machine ------------------------------------------------------------------
+    def test_start_counts_the_attempt_and_names_the_worker(self, store: JobStore) -> None:
+        store.create(make_record("a", time.time()))
+        assert store.start("a", worker="w1")
+        got = store.get("a")
+        assert got is not None and (got.status, got.attempts, got.worker) == (JobStatus.RUNNING, 1, "w1")
+        assert not store.start("a", worker="w2")  # only a queued job starts
+        assert store.get("a").attempts == 1  # type: ignore[union-attr]
+
+    def test_retry_puts_a_running_job_back_in_the_queue_clean(self, store: JobStore) -> None:
+        store.create(make_record("a", time.time()))
+        store.start("a", worker="w1")
+        store.report("a", progress=0.4, frames_done=40, stage=JobStage.RENDERING)
+        assert not store.retry("a", "lost", worker="someone-else")  # another loss, already handled
+        assert store.retry("a", "the worker stopped", worker="w1")
+        got = store.get("a")
+        assert got is not None
+        assert (got.status, got.stage, got.progress, got.frames_done, got.worker) == (
+            JobStatus.QUEUED, JobStage.QUEUED, 0.0, 0, "")  # fmt: skip
+        assert (got.attempts, got.retry_reason) == (1, "the worker stopped")
+        assert store.start("a", worker="w2") and store.get("a").attempts == 2  # type: ignore[union-attr]
+
+    def test_transitions_refuse_what_the_state_machine_does_not_allow(self, store: JobStore) -> None:
+        store.create(make_record("a", time.time()))
+        assert not store.retry("a", "x")  # queued: nothing to retry
+        assert not store.succeed("a", [], frames_done=0)  # never started
+        assert not store.report("a", progress=0.5)
+        with pytest.raises(ValueError):
+            store.report("a", status=JobStatus.SUCCEEDED)
+        assert store.cancel("a")
+        for attempt in (store.cancel("a"), store.start("a", "w"), store.fail("a", _error())):
+            assert not attempt  # final stays final
+        assert store.get("a").status is JobStatus.CANCELED  # type: ignore[union-attr]
+
+    def test_the_status_index_follows_every_transition(self, store: JobStore) -> None:
+        ids = fill(store, [JobStatus.QUEUED] * 3)
+        store.start(ids[0], "w")
+        store.start(ids[1], "w")
+        store.succeed(ids[1], ["poses.json"], frames_done=3)
+        store.cancel(ids[2])
+        counts = {s: store.count(s) for s in JobStatus}
+        assert counts == {JobStatus.QUEUED: 0, JobStatus.RUNNING: 1, JobStatus.SUCCEEDED: 1,
+                          JobStatus.FAILED: 0, JobStatus.CANCELED: 1}  # fmt: skip
+        store.retry(ids[0], "lost")
+        assert store.ids(JobStatus.QUEUED) == [ids[0]] and store.count(JobStatus.RUNNING) == 0
+        store.delete(ids[1])
+        assert store.count(JobStatus.SUCCEEDED) == 0
+
+
+def _error() -> ServiceError:
+    return ServiceError(ErrorCode.INTERNAL_ERROR, "x")

@@ -37,7 +37,7 @@ printf '%s\\n' "$*" >> "$PYTHON_STUB_LOG"
 case "$*" in
 "-m worker.models.prepare --check") exit 1 ;;
 "-m worker.models.prepare") mkdir -p "$MODELS_DIR"; exit 0 ;;
-"-m worker") env > "$PYTHON_STUB_ENV"; trap 'exit 0' TERM; while :; do sleep 0.1; done ;;
+"-m worker.supervisor") env > "$PYTHON_STUB_ENV"; trap 'exit 0' TERM; while :; do sleep 0.1; done ;;
 esac
 exit 3
 """
@@ -184,7 +184,7 @@ def test_mac_runs_the_services_in_docker_and_the_worker_natively(stack: Stack, t
         assert (tmp_path / "python.log").read_text().splitlines() == [
             "-m worker.models.prepare --check",
             "-m worker.models.prepare",
-            "-m worker",
+            "-m worker.supervisor",  # restarts the worker when it dies
         ]
 
         status = stack.run("mac", "status", **env)
