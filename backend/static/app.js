@@ -103,10 +103,13 @@ function stageText(job) {
   if (job.status === 'succeeded') return 'Finished';
   if (job.status === 'failed') return 'Stopped by an error';
   if (job.status === 'canceled') return 'Canceled';
-  if (job.status === 'queued') return STAGE_WORDS.queued;
+  // A job whose worker was lost runs again: say so, so a progress bar going back to 0 is not a mystery.
+  const attempt = job.attempts > 1 || (job.status === 'queued' && job.retry_reason)
+    ? ` · attempt ${job.attempts + (job.status === 'queued' ? 1 : 0)} of ${job.max_attempts}` : '';
+  if (job.status === 'queued') return STAGE_WORDS.queued + attempt;
   const words = job.stage === 'queued' ? 'Starting' : STAGE_WORDS[job.stage] || job.stage;
   const frames = job.frames_total ? ` · ${job.frames_done}/${job.frames_total}` : '';
-  return `${words} · ${pct(job.progress)}${frames}`;
+  return `${words} · ${pct(job.progress)}${frames}${attempt}`;
 }
 
 function showBanner(text) {
