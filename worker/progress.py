@@ -94,6 +94,10 @@ class JobReporter:
                 log.warning("job %s: Redis unavailable (%s); retrying the progress report", self.job_id, exc)
                 time.sleep(1.0)
 
+    def is_canceled(self) -> bool:
+        """Whether the heartbeat found the job no longer running (canceled, deleted or released)."""
+        return self._canceled.is_set()
+
     def check(self) -> None:
         """Raise when the job was canceled or ran out of time."""
         if self._canceled.is_set():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import traceback
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def _run_attempt(ctx: WorkerContext, record: JobRecord) -> str:
     reporter = JobReporter(ctx.store, job_id, every_frames=ctx.settings.progress_every_frames)
     try:
         with reporter, scratch.job_dir(ctx.settings.work_dir, job_id) as tmp:
-            results = _run_stages(ctx, record, reporter, Path(tmp))
+            results = _run_through_outages(ctx, record, reporter, Path(tmp))
         if not ctx.store.succeed(job_id, results, frames_done=reporter.frames_total):
             raise JobCanceled(job_id)
         return JobStatus.SUCCEEDED.value
@@ -104,6 +105,52 @@ def _run_attempt(ctx: WorkerContext, record: JobRecord) -> str:
         )
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())
         raise
+
+
+def _run_through_outages(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tmp: Path) -> list[str]:
+    """The stages; when storage becomes unreachable, wait for it and run them again.
+
+    Failing the job instead would fail every queued job in turn within seconds of an
+    outage (the worker takes the next one at once). The job stays `running` while it
+    waits (its heartbeat goes on, a cancel still stops it); after
+    `STORAGE_OUTAGE_WAIT_SECONDS` without storage it fails STORAGE_UNAVAILABLE.
+    """
+    while True:
+        try:
+            return _run_stages(ctx, record, reporter, tmp)
+        except ServiceError as exc:
+            if not _is_outage(exc) or not _wait_for_storage(ctx, reporter):
+                raise
+            # Storage is back: whatever part of the result set got through goes, then all again.
+            upload.discard_results(ctx.storage, record.job_id)
+            log.warning("job %s: storage is back after an outage; running the stages again", record.job_id)
+
+
+STORAGE_OUTAGE_WAIT_SECONDS = 600.0
+
+
+def _is_outage(exc: ServiceError) -> bool:
+    # Unreachable, not a refusal (bad credentials, no such bucket): only an outage ends by itself.
+    return exc.code is ErrorCode.STORAGE_UNAVAILABLE and "s3_code" not in exc.details
+
+
+def _wait_for_storage(ctx: WorkerContext, reporter: JobReporter) -> bool:
+    give_up = time.monotonic() + STORAGE_OUTAGE_WAIT_SECONDS
+    # The video's time budget starts again with the next run of the stages (at probe).
+    reporter.deadline = None
+    narrow_hard_timeout(int(STORAGE_OUTAGE_WAIT_SECONDS) + 60)
+    delay = 0.5
+    log.warning("job %s: storage unreachable; waiting up to %.0f s", reporter.job_id, STORAGE_OUTAGE_WAIT_SECONDS)
+    while time.monotonic() < give_up:
+        time.sleep(delay)
+        if reporter.is_canceled():
+            raise JobCanceled(reporter.job_id)
+        try:
+            ctx.storage.ping()
+            return True
+        except ServiceError:
+            delay = min(delay * 2, 5.0)
+    return False
 
 
 def _run_stages(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tmp: Path) -> list[str]:

@@ -327,6 +327,29 @@ def test_an_upload_cut_off_by_a_storage_outage_is_aborted_once_storage_is_back(
         assert direct.list_keys("uploads/") == []
 
 
+def test_a_storage_outage_mid_job_is_waited_out_and_no_queued_job_fails(
+    settings: Settings, s3_server: S3Server, long_clip: Path, tmp_path: Path
+) -> None:
+    with TcpProxy(int(s3_server.endpoint_url.rsplit(":", 1)[1])) as proxy:
+        through_proxy = settings.model_copy(update={"s3_endpoint_url": proxy.url})
+        with TestClient(create_app(through_proxy)) as api, worker_process(through_proxy, tmp_path) as worker:
+            worker.child_pid()
+            job_ids = [submit(api, long_clip) for _ in range(3)]
+            wait_running(api, job_ids[0])
+            proxy.cut()
+            # Longer than a job's analysis: its upload, or the next job's fetch, meets the outage.
+            wait_for(lambda: "storage unreachable" in worker.log_text(), 60, "the worker to meet the outage")
+            time.sleep(2.0)
+            proxy.restore()
+            done = [wait_final(api, job_id) for job_id in job_ids]
+            storage: Storage = api.app.state.storage  # type: ignore[attr-defined]
+            assert [job["status"] for job in done] == ["succeeded"] * 3, [job.get("error") for job in done]
+            for job_id in job_ids:
+                assert len(stored(storage, job_id)) == 4 and open_uploads(storage, results_prefix(job_id)) == []
+            assert "storage is back after an outage" in worker.log_text()
+            assert all(job["attempts"] == 1 for job in done)  # waited out, not retried
+
+
 # --- 8. retention -------------------------------------------------------------------------------
 
 
