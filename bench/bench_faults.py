@@ -64,6 +64,7 @@ class Outcome:
     drain_seconds: float = 0.0
     poll_5xx: int = 0
     polls: int = 0
+    poll_errors: collections.Counter[str] = field(default_factory=collections.Counter)
     leftovers: dict[str, int] = field(default_factory=dict)
     faults: list[str] = field(default_factory=list)
 
@@ -72,7 +73,8 @@ class Outcome:
             f"  {self.label}: {self.submitted} submitted; "
             + ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())),
             "    attempts: " + ", ".join(f"{n} job(s) x{a}" for a, n in sorted(self.attempts.items())),
-            f"    drained in {self.drain_seconds:.1f} s; poller saw {self.poll_5xx} 5xx in {self.polls} polls",
+            f"    drained in {self.drain_seconds:.1f} s; poller saw {self.poll_5xx} 5xx in {self.polls} polls"
+            + (f" ({', '.join(f'{n} {c}' for c, n in self.poll_errors.items())})" if self.poll_errors else ""),
             "    left behind: " + ", ".join(f"{k} {v}" for k, v in self.leftovers.items()),
             *([f"    faults: {'; '.join(self.faults)}"] if self.faults else []),
         ]
@@ -170,12 +172,14 @@ def poll_all(api: str, ids: list[str], outcome: Outcome, stop: threading.Event) 
                     continue
                 try:
                     response = client.get(f"{api}/jobs/{job_id}")
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
                     outcome.poll_5xx += 1
+                    outcome.poll_errors[type(exc).__name__] += 1
                     continue
                 outcome.polls += 1
                 if response.status_code >= 500:
                     outcome.poll_5xx += 1
+                    outcome.poll_errors[f"{response.status_code} {response.json()['error']['code']}"] += 1
                     continue
                 last[job_id] = response.json()
             if all(last.get(j, {}).get("status") in FINAL for j in ids):
