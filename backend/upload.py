@@ -3,9 +3,10 @@
 The request body is parsed as it arrives (python-multipart's push parser) and
 the file part is written to an S3 multipart upload a part at a time, so the
 video is never held whole in memory nor spooled to disk. While it streams, the
-size cap and the container's magic bytes are enforced; on any failure the
-multipart upload is aborted so nothing partial stays behind. One part uploads
-in a thread while the next one is being received.
+size cap and the container's magic bytes are enforced. On any failure, a
+malformed body or one that ends before its closing boundary included, the
+multipart upload is aborted (or the finished object deleted) so nothing stays
+behind. One part uploads in a thread while the next one is being received.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
@@ -25,6 +27,24 @@ from shared.storage import MultipartWriter, Storage
 # Form fields other than the file are tiny; anything bigger is not ours.
 _MAX_FIELD_BYTES = 1024
 _SNIFF_BYTES = 16
+# One part header line (python-multipart's default is 4 KiB): room for a long file name,
+# even percent-encoded, while a header still cannot grow without bound.
+_MAX_HEADER_BYTES = 32 * 1024
+# The file name we keep (it is shown back to the client, never used as a path):
+# the usual file-system limit, counted in characters.
+_MAX_FILENAME_CHARS = 255
+_MAX_EXTENSION_CHARS = 16
+
+
+def clean_filename(name: str | None) -> str:
+    """The last path component of a client's file name, at most 255 characters, extension kept."""
+    name = PurePath(name or "video").name or "video"
+    if len(name) <= _MAX_FILENAME_CHARS:
+        return name
+    suffix = PurePath(name).suffix
+    if len(suffix) > _MAX_EXTENSION_CHARS:
+        suffix = ""
+    return name[: _MAX_FILENAME_CHARS - len(suffix)] + suffix
 
 
 def sniff_container(head: bytes) -> tuple[str, str] | None:
@@ -85,6 +105,7 @@ class StreamingUpload:
         self._head = bytearray()
         self._inflight: asyncio.Future[None] | None = None
         self._file_done = False
+        self._body_done = False  # the closing boundary was seen
 
     # --- the file part --------------------------------------------------------------
     async def _file_data(self, part: _Part, data: bytes) -> None:
@@ -111,7 +132,7 @@ class StreamingUpload:
             raise ServiceError(
                 ErrorCode.UNSUPPORTED_MEDIA,
                 "The file is not a video container we know (MP4, MOV, WebM/MKV, AVI, MPEG, FLV, Ogg).",
-                {"filename": part.filename},
+                {"filename": clean_filename(part.filename)},
             )
         extension, content_type = kind
         return self.storage.multipart_writer(self.key_for(extension), content_type)
@@ -132,7 +153,9 @@ class StreamingUpload:
         self._file_done = True
         if self._writer is None:
             if not self._head:
-                raise ServiceError(ErrorCode.EMPTY_UPLOAD, "The uploaded file is empty.", {"filename": part.filename})
+                raise ServiceError(
+                    ErrorCode.EMPTY_UPLOAD, "The uploaded file is empty.", {"filename": clean_filename(part.filename)}
+                )
             # Shorter than the sniffing window: check what there is.
             data, self._head = bytes(self._head), bytearray()
             self._writer = self._open_writer(part, data)
@@ -142,16 +165,22 @@ class StreamingUpload:
         await run_in_threadpool(writer.complete)
         self.result.file = UploadedFile(
             key=writer.key,
-            filename=PurePath(part.filename or "video").name,
+            filename=clean_filename(part.filename),
             content_type=writer.content_type,
             size=writer.size,
         )
 
     async def abort(self) -> None:
+        """Undo whatever reached storage: the unfinished multipart upload, or the finished object
+        when the body went wrong after the file part (a second file, a bad field, no closing boundary)."""
         if self._inflight is not None:
             with contextlib.suppress(ServiceError):
                 await self._drain()
-        if self._writer is not None:
+        if self.result.file is not None:
+            with contextlib.suppress(ServiceError):
+                await run_in_threadpool(self.storage.delete, self.result.file.key)
+            self.result.file = None
+        elif self._writer is not None:
             await run_in_threadpool(self._writer.abort)
 
     # --- the request --------------------------------------------------------------------
@@ -187,18 +216,33 @@ class StreamingUpload:
             "on_header_value": on_header_value,
             "on_header_end": on_header_end,
             "on_headers_finished": lambda: events.append(("headers_done", b"", b"")),
+            "on_end": lambda: events.append(("body_end", b"", b"")),
         }
-        parser = MultipartParser(params[b"boundary"], callbacks)  # type: ignore[arg-type]
+        boundary = params[b"boundary"]
+        try:
+            parser = MultipartParser(boundary, callbacks, max_header_size=_MAX_HEADER_BYTES)  # type: ignore[arg-type]
+        except ValueError as exc:  # a boundary over 256 bytes
+            raise _malformed(exc) from exc
         part = _Part()
         try:
-            async for chunk in body:
-                parser.write(chunk)
+            try:
+                async for chunk in body:
+                    parser.write(chunk)
+                    for event, data, extra in events:
+                        part = await self._handle(event, data, extra, part)
+                    events.clear()
+                parser.finalize()
                 for event, data, extra in events:
                     part = await self._handle(event, data, extra, part)
-                events.clear()
-            parser.finalize()
-            for event, data, extra in events:
-                part = await self._handle(event, data, extra, part)
+            except MultipartParseError as exc:
+                raise _malformed(exc) from exc
+            if not self._body_done:
+                # python-multipart's finalize() does not check this: without the closing
+                # boundary the file part never ended, so it would be neither stored nor aborted.
+                raise ServiceError(
+                    ErrorCode.VALIDATION_ERROR,
+                    "The request body ended before the multipart closing boundary; the upload is incomplete.",
+                )
         except BaseException:
             await self.abort()
             raise
@@ -207,13 +251,17 @@ class StreamingUpload:
     async def _handle(self, event: str, data: bytes, extra: bytes, part: _Part) -> _Part:
         if event == "begin":
             return _Part()
-        if event == "header":
+        if event == "body_end":
+            self._body_done = True
+        elif event == "header":
             part.headers[data] = extra
         elif event == "headers_done":
             _, options = parse_options_header(part.headers.get(b"content-disposition", b""))
             part.name = options.get(b"name", b"").decode("utf-8", "replace")
             filename = options.get(b"filename")
             part.filename = filename.decode("utf-8", "replace") if filename is not None else None
+            if part.name == "file" and self._file_done:
+                raise ServiceError(ErrorCode.VALIDATION_ERROR, "Send one file per request.", {"field": "file"})
         elif event == "data":
             if part.name == "file":
                 await self._file_data(part, data)
@@ -227,3 +275,9 @@ class StreamingUpload:
             elif part.name:
                 self.result.fields[part.name] = part.value.decode("utf-8", "replace")
         return part
+
+
+def _malformed(exc: Exception) -> ServiceError:
+    return ServiceError(
+        ErrorCode.VALIDATION_ERROR, "The multipart/form-data body is malformed.", {"reason": str(exc)[:200]}
+    )
