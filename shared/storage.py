@@ -29,8 +29,12 @@ def _unavailable(exc: Exception) -> ServiceError:
     return ServiceError(ErrorCode.STORAGE_UNAVAILABLE, "Object storage is unavailable.", {"reason": str(exc)})
 
 
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code"))
+
+
 def is_missing(exc: ClientError) -> bool:
-    return str(exc.response.get("Error", {}).get("Code")) in _MISSING
+    return _error_code(exc) in _MISSING
 
 
 @contextlib.contextmanager
@@ -233,12 +237,26 @@ class Storage:
         return True
 
     def open_stream(self, key: str, byte_range: str | None = None) -> dict[str, Any]:
-        """The raw GetObject response (Body, ContentLength, ContentRange...) for streaming to a client."""
+        """The raw GetObject response (Body, ContentLength, ContentRange...) for streaming to a client.
+
+        A range that selects no byte of the object raises RANGE_NOT_SATISFIABLE with its
+        `size` in its details (a client's mistake, not storage being unavailable)."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if byte_range:
             kwargs["Range"] = byte_range
         with storage_errors():
-            return dict(self.client.get_object(**kwargs))
+            try:
+                return dict(self.client.get_object(**kwargs))
+            except ClientError as exc:
+                if _error_code(exc) != "InvalidRange":
+                    raise
+            # S3's error does not reliably carry the size (AWS sends it, SeaweedFS does not).
+            size = int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        raise ServiceError(
+            ErrorCode.RANGE_NOT_SATISFIABLE,
+            f"The range {byte_range!r} does not overlap the file ({size} bytes).",
+            {"range": byte_range, "size": size},
+        )
 
     def presigned_url(self, key: str, filename: str | None = None) -> str:
         if self._public_client is None:
