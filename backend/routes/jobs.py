@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from botocore.exceptions import ClientError
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from backend.deps import ReaderDep, ReconcilerDep, SettingsDep, StorageDep, StoreDep
-from backend.errors import error_responses
+from backend.errors import envelope, error_responses
 from backend.views import JobPage, JobView, api_base, job_view
 from shared.errors import ErrorCode, ServiceError
 from shared.jobs import AsyncJobReader, JobRecord, JobStatus
@@ -22,6 +22,14 @@ from shared.reconcile import Reconciler
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+# Far beyond any real number of jobs, and far inside Redis's 64-bit range arguments
+# (a larger offset made ZRANGE fail with a 500).
+MAX_OFFSET = 1_000_000_000
+
+# One byte range: `bytes=first-last`, `bytes=first-` or `bytes=-suffix` (RFC 9110 section 14.1.2).
+_BYTE_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+# Positions this large are past any file; S3 servers refuse numbers beyond 64 bits.
+_MAX_POSITION = 2**62
 
 
 def _not_found(job_id: str) -> ServiceError:
@@ -57,7 +65,7 @@ async def read_job(reader: AsyncJobReader, reconciler: Reconciler, job_id: str) 
     return record
 
 
-@router.get("", response_model=JobPage)
+@router.get("", response_model=JobPage, responses=error_responses(503))
 def list_jobs(
     request: Request,
     store: StoreDep,
@@ -65,7 +73,7 @@ def list_jobs(
     storage: StorageDep,
     settings: SettingsDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> JobPage:
     """Newest first."""
@@ -88,13 +96,58 @@ async def get_job(
     return job_view(record, storage, api_base(settings, str(request.base_url)))
 
 
-@router.get(
-    "/{job_id}/results/{name}",
-    responses={
-        200: {"content": {"video/mp4": {}, "application/json": {}, "text/csv": {}}},
-        **error_responses(404, 409),
+def _position(digits: str) -> int:
+    digits = digits.lstrip("0") or "0"
+    # Checked before int(): Python refuses to convert strings of thousands of digits.
+    return _MAX_POSITION if len(digits) > 19 else min(int(digits), _MAX_POSITION)
+
+
+def s3_range(header: str | None) -> str | None:
+    """The client's Range header as S3 should get it, or None for the whole file.
+
+    RFC 9110 lets a server ignore a Range header, and we do for anything but one
+    well-formed byte range (another unit, several ranges, last before first, garbage),
+    so every S3 server sees the same few forms and the client gets a 200 with the file."""
+    match = _BYTE_RANGE.match(header or "")
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first:
+        return f"bytes=-{_position(last)}" if last else None
+    start = _position(first)
+    if not last:
+        return f"bytes={start}-"
+    end = _position(last)
+    return f"bytes={start}-{end}" if end >= start else None
+
+
+def _unsatisfiable(header: str | None, size: int) -> JSONResponse:
+    # RFC 9110 section 15.5.17: a 416 says how long the file is.
+    shown = (header or "")[:100]  # echo a little of what was asked, not kilobytes of digits
+    message = f"The range {shown!r} selects no byte of the file ({size} bytes)."
+    return JSONResponse(
+        envelope(ErrorCode.RANGE_NOT_SATISFIABLE, message, {"range": shown, "size": size}),
+        status_code=416,
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+
+
+_RANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"video/mp4": {}, "application/json": {}, "text/csv": {}}, "description": "The whole file."},
+    206: {
+        "content": {"video/mp4": {}, "application/json": {}, "text/csv": {}},
+        "description": "The requested byte range.",
+        "headers": {"Content-Range": {"schema": {"type": "string"}, "description": "`bytes first-last/size`"}},
     },
-)
+    416: {
+        **error_responses(416)[416],
+        "description": "The range selects no byte of the file.",
+        "headers": {"Content-Range": {"schema": {"type": "string"}, "description": "`bytes */size`"}},
+    },
+}
+
+
+@router.get("/{job_id}/results/{name}", responses={**_RANGE_RESPONSES, **error_responses(404, 409, 503)})
 def get_result(
     job_id: str,
     name: str,
@@ -120,9 +173,13 @@ def get_result(
             {"status": record.status.value},
         )
     try:
-        obj = storage.open_stream(result_key(job_id, result), byte_range=range_header)
+        obj = storage.open_stream(result_key(job_id, result), byte_range=s3_range(range_header))
     except ClientError as exc:
         raise ServiceError(ErrorCode.RESULT_NOT_FOUND, "The result file is missing from storage.") from exc
+    except ServiceError as exc:
+        if exc.code is ErrorCode.RANGE_NOT_SATISFIABLE:
+            return _unsatisfiable(range_header, int(exc.details["size"]))
+        raise
     headers = {
         "Accept-Ranges": "bytes",
         "Content-Length": str(obj["ContentLength"]),
