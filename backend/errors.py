@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import redis
@@ -51,7 +52,42 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def _allowed_methods(request: Request) -> str:
+    """The methods the OpenAPI document lists for this path. FastAPI's own 405 names only the
+    first matching route's, but GET and DELETE /jobs/{job_id} are two routes."""
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        parts = template.split("/")
+        pattern = "/".join("[^/]+" if p.startswith("{") and p.endswith("}") else re.escape(p) for p in parts)
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in item}
+    return ", ".join(sorted(methods))
+
+
+def _document_envelope(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the handlers below send: FastAPI declares its own
+    `{"detail": [...]}` shape for the 422 of every route with parameters."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for path_item in schema.get("paths", {}).values():
+                for operation in path_item.values():
+                    responses = operation.get("responses", {})
+                    if "422" in responses:
+                        responses["422"] = {**error_responses(422)[422], "description": "Validation error"}
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    _document_envelope(app)
+
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
         return error_response(exc)
@@ -67,10 +103,13 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, ErrorCode.INTERNAL_ERROR)
         message = "No such endpoint." if exc.status_code == 404 else str(exc.detail)
-        return JSONResponse(envelope(code, message), status_code=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        return JSONResponse(envelope(code, message), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)

@@ -54,6 +54,7 @@ def _event(view: JobView) -> str:
 
 @router.get(
     "/{job_id}/events",
+    response_class=StreamingResponse,  # so the document does not also claim application/json
     responses={
         200: {
             "content": {"text/event-stream": {}},

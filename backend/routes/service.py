@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from backend.deps import RedisDep, SettingsDep, StorageDep
@@ -20,7 +21,19 @@ async def service_info(settings: SettingsDep) -> dict[str, Any]:
     return {"service": "dance-analysis", "version": __version__, "mode": settings.mode, "docs": "/docs", "web": "/app/"}
 
 
-@router.get("/health", responses={503: {"description": "A dependency is down"}})
+class HealthReport(BaseModel):
+    """`ok`/`error` per dependency; `details` says why for those in error."""
+
+    status: Literal["ok", "error"]
+    dependencies: dict[str, Literal["ok", "error"]]
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+@router.get(
+    "/health",
+    response_model=HealthReport,
+    responses={503: {"model": HealthReport, "description": "A dependency is down"}},
+)
 async def health(redis_client: RedisDep, storage: StorageDep) -> JSONResponse:
     checks: dict[str, str] = {}
     details: dict[str, str] = {}
