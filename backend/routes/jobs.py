@@ -83,7 +83,7 @@ def list_jobs(
     return JobPage(jobs=views, total=total, offset=offset, limit=limit)
 
 
-@router.get("/{job_id}", response_model=JobView, responses=error_responses(404))
+@router.get("/{job_id}", response_model=JobView, responses=error_responses(404, 503))
 async def get_job(
     job_id: str,
     request: Request,
@@ -195,7 +195,7 @@ def get_result(
     )
 
 
-@router.post("/{job_id}/cancel", response_model=JobView, responses=error_responses(404, 409))
+@router.post("/{job_id}/cancel", response_model=JobView, responses=error_responses(404, 409, 503))
 def cancel_job(
     job_id: str, request: Request, reconciler: ReconcilerDep, storage: StorageDep, settings: SettingsDep
 ) -> JobView:
@@ -214,7 +214,7 @@ def cancel_job(
     return job_view(load_job(reconciler, job_id), storage, api_base(settings, str(request.base_url)))
 
 
-@router.delete("/{job_id}", status_code=204, responses=error_responses(404, 409))
+@router.delete("/{job_id}", status_code=204, responses=error_responses(404, 409, 503))
 def delete_job(job_id: str, reconciler: ReconcilerDep) -> Response:
     """Remove the job record and every file of the job, unfinished uploads included.
     A running job must be canceled first."""
