@@ -509,7 +509,11 @@ def bench_busy_polling(
     print("    ms: p50 and max over all repeats; p99 of each repeat, and its spread (min-max) across repeats")
     print("    api: API CPU ms per request; worker, others: cores used by the worker, and by processes not of")
     print("    this benchmark (the shared machine's noise); left: fewest jobs not yet final when a window ended")
-    print(f"    {'':56} {'p50':>6} {'p99 each repeat':>24} {'p99 spread':>14} {'max':>8} {'api':>5} {'worker':>7} "
+    width = max(
+        len("p99 each repeat"),
+        *(len(" / ".join(f"{_percentiles(r.latencies)[1]:.1f}" for r in runs)) for runs in rows.values()),
+    )
+    print(f"    {'':56} {'p50':>6} {'p99 each repeat':>{width}} {'p99 spread':>14} {'max':>8} {'api':>5} {'worker':>7} "
           f"{'others':>7} {'left':>5}")  # fmt: skip
     for label, runs in rows.items():
         every = [v for run in runs for v in run.latencies]
@@ -519,7 +523,7 @@ def bench_busy_polling(
         worker = f"{statistics.mean(busy):.2f}" if busy else "-"
         left = str(min(r.jobs_left or 0 for r in runs)) if busy else "-"
         print(
-            f"    {label:56} {p50:6.1f} {' / '.join(f'{v:.1f}' for v in p99s):>24} "
+            f"    {label:56} {p50:6.1f} {' / '.join(f'{v:.1f}' for v in p99s):>{width}} "
             f"{f'{min(p99s):.1f}-{max(p99s):.1f}':>14} {max(every) * 1000:8.1f} "
             f"{statistics.mean(r.api_cpu_ms for r in runs):5.2f} {worker:>7} "
             f"{statistics.mean(r.others_cores for r in runs):7.2f} {left:>5}"
