@@ -7,7 +7,7 @@ tests build the app with their own settings, or swap a dependency with
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import redis
@@ -20,10 +20,15 @@ from shared.settings import Settings
 from shared.storage import Storage
 
 
-def from_state(name: str) -> Callable[[Request], Any]:
-    """A dependency returning `app.state.<name>`, the object `create_app` made once."""
+def from_state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency returning `app.state.<name>`, the object `create_app` made once.
 
-    def dependency(request: Request) -> Any:
+    Async on purpose: FastAPI runs a plain `def` dependency in its threadpool, so
+    every poll would wait for a free thread behind slow sync routes (a hanging
+    storage call held them all for 15 s in a test); this one costs no thread hop.
+    """
+
+    async def dependency(request: Request) -> Any:
         return getattr(request.app.state, name)
 
     dependency.__name__ = f"get_{name}"

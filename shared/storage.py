@@ -56,7 +56,9 @@ def storage_errors() -> Iterator[None]:
         raise _unavailable(exc) from exc
 
 
-def _client(settings: Settings, endpoint: str, *, connect_timeout: float = 3, retries: int = 2) -> BaseClient:
+def _client(
+    settings: Settings, endpoint: str, *, connect_timeout: float = 3, read_timeout: float = 60, retries: int = 2
+) -> BaseClient:
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
@@ -67,7 +69,7 @@ def _client(settings: Settings, endpoint: str, *, connect_timeout: float = 3, re
             signature_version="s3v4",
             s3={"addressing_style": "path"},
             connect_timeout=connect_timeout,
-            read_timeout=60,
+            read_timeout=read_timeout,
             retries={"max_attempts": retries, "mode": "standard"},
         ),
     )
@@ -180,14 +182,19 @@ class Storage:
         self._presigned: dict[tuple[str, str | None], tuple[float, str]] = {}
         # Set by the API and the worker, which have Redis: multipart uploads are then tracked.
         self.open_uploads: OpenUploads | None = None
+        self._probe: BaseClient | None = None
 
     # --- health and set-up ---------------------------------------------------
     def ping(self) -> None:
-        """Raise STORAGE_UNAVAILABLE unless the bucket answers."""
-        probe = _client(self.settings, self.settings.s3_endpoint_url, connect_timeout=1, retries=1)
+        """Raise STORAGE_UNAVAILABLE unless the bucket answers (within ~2 s: health checks and
+        a worker waiting out an outage call this often, and must not hang on a stuck server)."""
+        if self._probe is None:
+            self._probe = _client(
+                self.settings, self.settings.s3_endpoint_url, connect_timeout=1, read_timeout=2, retries=1
+            )
         try:
             with storage_errors():
-                probe.head_bucket(Bucket=self.bucket)
+                self._probe.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
             raise _unavailable(exc) from exc
 

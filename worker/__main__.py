@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 import threading
 import time
@@ -33,6 +32,7 @@ from shared.queue import mark_rq_canceled
 from shared.settings import Settings, get_settings
 from worker import scratch
 from worker.context import WorkerContext, build_context, get_context, set_context
+from worker.priority import lower_priority
 
 log = logging.getLogger("worker")
 
@@ -55,14 +55,6 @@ class AnalysisWorker(SimpleWorker):
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop_requested = True
         super().request_stop(signum, frame)
-
-
-def lower_priority(niceness: int) -> None:
-    """Run at `niceness` (threads and child processes inherit it), so polling clients of an
-    API on the same machine are served before the next video frame."""
-    current = os.getpriority(os.PRIO_PROCESS, 0)
-    if niceness > current:
-        os.setpriority(os.PRIO_PROCESS, 0, niceness)
 
 
 def wait_for_redis(client: redis.Redis, stop: threading.Event) -> None:

@@ -123,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["--"]:
         args = args[1:]
     command = args or [sys.executable, "-m", "worker"]
+    # The supervisor leads the worker's session (manage.sh starts it with setsid): lowering its own
+    # priority here also lowers the session's scheduling group, which the worker alone cannot do.
+    from shared.settings import get_settings
+    from worker.priority import lower_priority
+
+    lower_priority(get_settings().worker_nice)
     supervisor = Supervisor(command, on_death=release_jobs_of)
     signal.signal(signal.SIGTERM, supervisor.request_stop)
     signal.signal(signal.SIGINT, supervisor.request_stop)
