@@ -80,12 +80,13 @@ class Reconciler:
         silent = record.silent_seconds()
         if silent < self.settings.worker_presence_ttl_seconds:
             return record  # its heartbeat is fresh: no need to ask
-        if self.holds(record) and silent < self.settings.heartbeat_timeout_seconds:
+        held = self.holds(record)
+        if held and silent < self.settings.heartbeat_timeout_seconds:
             return record
         reason = (
-            f"the worker running attempt {record.attempts} stopped"
-            if not self.holds(record)
-            else f"attempt {record.attempts} sent no heartbeat for {silent:.0f} s"
+            f"attempt {record.attempts} sent no heartbeat for {silent:.0f} s"
+            if held
+            else f"the worker running attempt {record.attempts} stopped"
         )
         self.release(record, reason)
         return self.store.get(record.job_id) or record
