@@ -117,10 +117,6 @@ class JobRecord:
         """Seconds since the last sign of life from the job's worker (or since it was created)."""
         return now() - (self.heartbeat_at or self.started_at or self.created_at)
 
-    def is_stale(self, heartbeat_timeout: float) -> bool:
-        """Running, but its worker has been silent longer than `heartbeat_timeout` seconds."""
-        return self.status is JobStatus.RUNNING and self.silent_seconds() >= heartbeat_timeout
-
     def to_redis(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for name, value in self.__dict__.items():
