@@ -116,10 +116,14 @@ def serve(context: WorkerContext, settings: Settings) -> int:
         while True:
             # A new RQ name per session: a registration lost with the connection cannot clash.
             name = context.worker_name if session == 0 else f"{context.worker_name}.{session}"
-            worker = AnalysisWorker([context.queue], connection=context.redis, serializer=JSONSerializer, name=name)
-            with contextlib.suppress(redis.RedisError):
+            worker: AnalysisWorker | None = None
+            try:
+                # RQ talks to Redis from the constructor on: all of it is inside the outage guard.
+                worker = AnalysisWorker([context.queue], connection=context.redis, serializer=JSONSerializer, name=name)
                 worker.work(with_scheduler=False)
-            if worker.stop_requested:
+            except redis.RedisError as exc:
+                log.warning("Redis lost (%s)", exc)
+            if worker is not None and worker.stop_requested:
                 return 0
             log.warning("the RQ loop ended without a stop request (Redis lost?); reconnecting")
             session += 1
