@@ -43,13 +43,21 @@ def test_variable_frame_rate_keeps_container_times(tmp_path: Path) -> None:
     [b"", b"just some text, named like a video\n" * 20, b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100],
     ids=["empty", "text", "header-only"],
 )
-def test_not_a_video_is_invalid(tmp_path: Path, content: bytes) -> None:
-    path = tmp_path / "bad.mp4"
+def test_not_a_video_is_invalid_and_its_details_hold_no_server_path(tmp_path: Path, content: bytes) -> None:
+    scratch = tmp_path / "job-0123456789abcdef-scratch"
+    scratch.mkdir()
+    path = scratch / "source.mp4"
     path.write_bytes(content)
     with pytest.raises(ServiceError) as caught:
         probe(path)
-    assert caught.value.code is ErrorCode.INVALID_VIDEO
-    assert "video" in caught.value.message
+    error = caught.value
+    assert error.code is ErrorCode.INVALID_VIDEO
+    assert "video" in error.message
+    shown = repr(error.to_dict())
+    assert str(scratch) not in shown and str(tmp_path) not in shown
+    assert "0123456789abcdef" not in shown
+    # FFmpeg's own words stay, with the bare file name.
+    assert "source.mp4" in error.details["reason"]
 
 
 @pytest.mark.parametrize("keep", [0.3, 0.5, 0.9])
