@@ -64,7 +64,8 @@ class Reconciler:
         self.queue = queue
         self.storage = storage
         self.settings = settings
-        self.open_uploads = OpenUploads(store.redis, store.keys)
+        # The same list the storage's writers keep, so an abort here also takes the entry off it.
+        self.open_uploads = storage.open_uploads or OpenUploads(store.redis, store.keys)
         self._last_retention = 0.0
 
     # --- one job -------------------------------------------------------------------------

@@ -77,6 +77,10 @@ class JobReporter:
                 continue
 
     # --- reporting ------------------------------------------------------------
+    def save(self, **fields: object) -> None:
+        """Other fields of the running job (what the probe found), through the same blip-tolerant write."""
+        self._write(**fields)
+
     def _write(self, **fields: object) -> None:
         if self._canceled.is_set() or not self._report(heartbeat_at=now(), **fields):
             self._canceled.set()

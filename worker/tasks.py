@@ -164,7 +164,7 @@ def _run_stages(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tm
     budget = budget_seconds(settings, video.duration)
     reporter.deadline = deadline_after(budget)
     narrow_hard_timeout(budget)
-    ctx.store.report(job_id, video=video.to_dict(), frames_total=video.frame_count)
+    reporter.save(video=video.to_dict(), frames_total=video.frame_count)
 
     reporter.enter(JobStage.ANALYZING, frames_total=video.frame_count)
     poses = ctx.analyzer.analyze(video, record.profile, reporter.frames)
