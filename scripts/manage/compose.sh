@@ -76,12 +76,27 @@ _compose_setting() {
 	if [[ -n "$value" ]]; then printf '%s\n' "$value"; else printf '%s\n' "$default"; fi
 }
 
+# The docker client: DOCKER_CLI (environment or .env) names another one, e.g. /usr/bin/docker
+# when the first docker on PATH lacks what the build needs. Every docker call goes through
+# _compose_docker, so pointing DOCKER_CLI elsewhere moves them all.
+_compose_cli() { _compose_setting DOCKER_CLI docker; }
+_compose_docker() {
+	local cli
+	cli="$(_compose_cli)"
+	"$cli" "$@"
+}
+
 _compose_need_docker() {
-	command -v docker >/dev/null 2>&1 ||
-		die "docker not found on PATH: install Docker Engine (Linux) or Docker Desktop (macOS)"
-	docker compose version >/dev/null 2>&1 ||
-		die "the Docker Compose plugin is missing ('docker compose' fails): install docker-compose-plugin"
-	docker info >/dev/null 2>&1 ||
+	local cli
+	cli="$(_compose_cli)"
+	if ! command -v "$cli" >/dev/null 2>&1; then
+		[[ "$cli" == docker ]] &&
+			die "docker not found on PATH: install Docker Engine (Linux) or Docker Desktop (macOS)"
+		die "DOCKER_CLI=$cli: no such program (set DOCKER_CLI to a docker client, or unset it to use docker from PATH)"
+	fi
+	_compose_docker compose version >/dev/null 2>&1 ||
+		die "the Docker Compose plugin is missing ('$cli compose' fails): install docker-compose-plugin"
+	_compose_docker info >/dev/null 2>&1 ||
 		die "cannot reach the Docker daemon: start Docker, or check your access to its socket"
 }
 
@@ -96,9 +111,9 @@ _compose() {
 	local profile="$1"
 	shift
 	if [[ "$profile" == mac ]]; then
-		docker compose --project-directory "$MANAGE_ROOT" -f "$(_compose_file)" --env-file "$(_compose_envfile)" "$@"
+		_compose_docker compose --project-directory "$MANAGE_ROOT" -f "$(_compose_file)" --env-file "$(_compose_envfile)" "$@"
 	else
-		docker compose --project-directory "$MANAGE_ROOT" -f "$(_compose_file)" --env-file "$(_compose_envfile)" --profile "$profile" "$@"
+		_compose_docker compose --project-directory "$MANAGE_ROOT" -f "$(_compose_file)" --env-file "$(_compose_envfile)" --profile "$profile" "$@"
 	fi
 }
 
@@ -137,7 +152,7 @@ _compose_prepare_amd() {
 }
 
 _compose_check_nvidia() {
-	if ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia; then
+	if ! _compose_docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia; then
 		warn "Docker lists no 'nvidia' runtime: install the NVIDIA Container Toolkit if the worker cannot see the GPU"
 	fi
 }

@@ -242,6 +242,37 @@ def test_missing_docker(stack: Stack) -> None:
     )
 
 
+@pytest.mark.parametrize("where", ["environment", "settings file"])
+def test_docker_cli_names_the_client(stack: Stack, tmp_path: Path, where: str) -> None:
+    """Every docker call, the checks included, goes to DOCKER_CLI and none to the docker on PATH."""
+    client = tmp_path / "other" / "docker-client"
+    client.parent.mkdir()
+    (stack.bin / "docker").rename(client)
+    _script(stack.bin / "docker", '#!/usr/bin/env bash\necho "docker from PATH" >> "$DOCKER_STUB_LOG"\nexit 97\n')
+    env = {}
+    if where == "environment":
+        env["DOCKER_CLI"] = str(client)
+    else:
+        with stack.envfile.open("a") as settings:
+            settings.write(f"DOCKER_CLI={client}\n")
+    _script(stack.bin / "curl", STUB_CURL)
+    done = stack.run("nvidia", "start", **env)
+    assert done.returncode == 0, done.stderr
+    assert "docker from PATH" not in stack.calls()
+    assert stack.calls()[:3] == ["compose version", "info", "info --format {{json .Runtimes}}"]
+    assert stack.compose_calls() == ["--profile nvidia up --detach --build --remove-orphans"]
+
+
+def test_docker_cli_that_does_not_exist(stack: Stack, tmp_path: Path) -> None:
+    done = stack.run("cpu", "status", DOCKER_CLI=str(tmp_path / "no-docker"))
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        f"error: DOCKER_CLI={tmp_path / 'no-docker'}: no such program"
+        " (set DOCKER_CLI to a docker client, or unset it to use docker from PATH)"
+    ]
+    assert stack.calls() == []
+
+
 def test_missing_env_file(stack: Stack) -> None:
     stack.envfile.unlink()
     done = stack.run("cpu", "start")
