@@ -43,7 +43,6 @@ Examples:
 EOF
 }
 
-_compose_file() { printf '%s\n' "$MANAGE_ROOT/docker-compose.yml"; }
 # The settings file; MANAGE_ENV_FILE picks another one (tests, a second stack).
 _compose_envfile() { printf '%s\n' "${MANAGE_ENV_FILE:-$MANAGE_ROOT/.env}"; }
 # The native mac worker's pid file and log (COMPOSE_MAC_DIR moves them).
@@ -100,21 +99,62 @@ _compose_need_docker() {
 		die "cannot reach the Docker daemon: start Docker, or check your access to its socket"
 }
 
+# The compose files of this run, absolute paths, set by _compose_resolve_files.
+_COMPOSE_FILES=()
+
+# Choose the compose files the way docker compose does: COMPOSE_FILE (environment or .env), a
+# list split on COMPOSE_PATH_SEPARATOR (default ':') with relative paths from the repository,
+# replaces docker-compose.yml; then each FILE given with -f/--file (relative to the current
+# directory) is added after them, as docker compose merges them: later files override.
+_compose_resolve_files() {
+	local list sep entry rest entries=()
+	_COMPOSE_FILES=()
+	list="$(_compose_setting COMPOSE_FILE)"
+	if [[ -n "$list" ]]; then
+		sep="$(_compose_setting COMPOSE_PATH_SEPARATOR :)"
+		rest="$list"
+		while [[ "$rest" == *"$sep"* ]]; do
+			entries+=("${rest%%"$sep"*}")
+			rest="${rest#*"$sep"}"
+		done
+		entries+=("$rest")
+		for entry in "${entries[@]}"; do
+			[[ -n "$entry" ]] || continue
+			[[ "$entry" == /* ]] || entry="$MANAGE_ROOT/$entry"
+			[[ -f "$entry" ]] || die "compose file not found: $entry (from COMPOSE_FILE=$list)"
+			_COMPOSE_FILES+=("$entry")
+		done
+		[[ ${#_COMPOSE_FILES[@]} -gt 0 ]] || die "COMPOSE_FILE=$list names no file"
+	else
+		[[ -f "$MANAGE_ROOT/docker-compose.yml" ]] || die "docker-compose.yml not found in $MANAGE_ROOT"
+		_COMPOSE_FILES=("$MANAGE_ROOT/docker-compose.yml")
+	fi
+	for entry in "$@"; do
+		[[ -n "$entry" ]] || die "-f/--file needs a compose file"
+		if [[ "$entry" == /* ]]; then rest="$entry"; else rest="$PWD/$entry"; fi
+		[[ -f "$rest" ]] || die "compose file not found: $entry"
+		_COMPOSE_FILES+=("$rest")
+	done
+}
+
 _compose_need_envfile() {
 	[[ -f "$(_compose_envfile)" ]] ||
 		die "$(_compose_envfile) not found: cp .env.example .env and set the passwords"
 }
 
-# docker compose for PROFILE, from the repository root whatever the caller's directory.
+# docker compose for PROFILE, from the repository root whatever the caller's directory: relative
+# paths inside every compose file (build contexts, bind mounts) are from the repository root.
 # mac has no worker container: it runs the services only (no --profile).
 _compose() {
-	local profile="$1"
+	local profile="$1" file args=(--project-directory "$MANAGE_ROOT")
 	shift
-	if [[ "$profile" == mac ]]; then
-		_compose_docker compose --project-directory "$MANAGE_ROOT" -f "$(_compose_file)" --env-file "$(_compose_envfile)" "$@"
-	else
-		_compose_docker compose --project-directory "$MANAGE_ROOT" -f "$(_compose_file)" --env-file "$(_compose_envfile)" --profile "$profile" "$@"
-	fi
+	[[ ${#_COMPOSE_FILES[@]} -gt 0 ]] || _compose_resolve_files
+	for file in "${_COMPOSE_FILES[@]}"; do
+		args+=(-f "$file")
+	done
+	args+=(--env-file "$(_compose_envfile)")
+	[[ "$profile" == mac ]] || args+=(--profile "$profile")
+	_compose_docker compose "${args[@]}" "$@"
 }
 
 _compose_worker_service() {
@@ -296,6 +336,10 @@ _compose_status() {
 _compose_logs() {
 	local profile="$1" service=""
 	shift
+	# `logs -f` as with docker compose: it follows anyway.
+	while [[ $# -gt 0 && ("$1" == -f || "$1" == --follow) ]]; do
+		shift
+	done
 	if [[ $# -gt 0 && "$1" != -* ]]; then
 		service="$1"
 		shift
@@ -388,19 +432,48 @@ _compose_test_upload() {
 	exec "$py" "$MANAGE_ROOT/scripts/manage/test_upload.py" "${args[@]}"
 }
 
-# compose_main PROFILE COMMAND [ARGS...]
+# compose_main PROFILE [-f FILE]... COMMAND [ARGS...]
+# -f/--file FILE may come before or after COMMAND (after `logs`, -f means follow, as in docker
+# compose logs: use --file there); everything else after the profile goes to COMMAND.
 compose_main() {
-	local profile="${1:-cpu}" command="${2:-}" known=false p
-	shift 2 || shift $#
+	local profile="${1:-cpu}" command="" known=false p files=() args=()
+	shift || true
 	for p in "${COMPOSE_PROFILES[@]}"; do
 		[[ "$p" == "$profile" ]] && known=true
 	done
 	$known || die "unknown profile '$profile' (one of: ${COMPOSE_PROFILES[*]})"
+	while [[ $# -gt 0 ]]; do
+		case "$1" in
+		-f | --file)
+			if [[ "$1" == -f && "$command" == logs ]]; then
+				args+=("$1")
+				shift
+				continue
+			fi
+			[[ $# -ge 2 ]] || die "$1 needs a compose file"
+			files+=("$2")
+			shift 2
+			;;
+		--file=*)
+			files+=("${1#--file=}")
+			shift
+			;;
+		*)
+			if [[ -z "$command" && "$1" != -* ]]; then
+				command="$1"
+			else
+				args+=("$1")
+			fi
+			shift
+			;;
+		esac
+	done
 	[[ -n "$command" ]] || die "no command given (one of: ${COMPOSE_COMMANDS[*]})"
-	[[ -f "$(_compose_file)" ]] || die "docker-compose.yml not found in $MANAGE_ROOT"
+	set -- ${args[@]+"${args[@]}"}
 
 	case "$command" in
 	start | stop | restart | status | logs | shell-backend | shell-worker | clean)
+		_compose_resolve_files ${files[@]+"${files[@]}"}
 		_compose_need_docker
 		_compose_need_envfile
 		;;

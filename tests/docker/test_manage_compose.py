@@ -242,6 +242,91 @@ def test_missing_docker(stack: Stack) -> None:
     )
 
 
+def _compose_files(call: str) -> list[str]:
+    """The -f files of one recorded `docker compose` call, in order."""
+    words = call.split()
+    assert words[:3] == ["compose", "--project-directory", str(REPO)], call
+    return [words[i + 1] for i, word in enumerate(words) if word == "-f"]
+
+
+@pytest.fixture
+def overrides(tmp_path: Path) -> tuple[Path, Path]:
+    first, second = tmp_path / "mirror.yml", tmp_path / "standins.yml"
+    for path in (first, second):
+        path.write_text("services: {}\n")
+    return first, second
+
+
+def test_compose_file_from_the_environment_replaces_the_default(stack: Stack, overrides: tuple[Path, Path]) -> None:
+    """docker compose's own convention: a ':' list, relative paths from the project directory."""
+    first, second = overrides
+    done = stack.run("cpu", "stop", COMPOSE_FILE=f"docker-compose.yml:{first}:{second}")
+    assert done.returncode == 0, done.stderr
+    [call] = [line for line in stack.calls() if line.startswith("compose ")][1:]
+    assert _compose_files(call) == [str(REPO / "docker-compose.yml"), str(first), str(second)]
+    assert call.endswith(f" --env-file {stack.envfile} --profile cpu stop")
+
+
+def test_compose_file_from_the_settings_file(stack: Stack, overrides: tuple[Path, Path]) -> None:
+    first, second = overrides
+    with stack.envfile.open("a") as settings:
+        settings.write(f"COMPOSE_PATH_SEPARATOR=;\nCOMPOSE_FILE={first};{second}\n")
+    done = stack.run("mac", "status")
+    assert done.returncode == 0, done.stderr
+    [call] = [line for line in stack.calls() if line.startswith("compose ")][1:]
+    assert _compose_files(call) == [str(first), str(second)]  # no docker-compose.yml: it is replaced
+    assert call.endswith(" ps --all")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cpu", "-f", "mirror.yml", "stop", "-f", "standins.yml"],
+        ["cpu", "stop", "-f", "mirror.yml", "--file", "standins.yml"],
+        ["cpu", "--file=mirror.yml", "stop", "--file=standins.yml"],
+        ["cpu", "logs", "-f", "--file", "mirror.yml", "worker", "--file=standins.yml"],
+    ],
+)
+def test_extra_files_before_or_after_the_command(stack: Stack, overrides: tuple[Path, Path], args: list[str]) -> None:
+    """-f files come after docker-compose.yml, relative to the caller's directory (the stack's tmp dir)."""
+    first, second = overrides
+    done = stack.run(*args)
+    assert done.returncode == 0, done.stderr
+    [call] = [line for line in stack.calls() if line.startswith("compose ")][1:]
+    assert _compose_files(call) == [str(REPO / "docker-compose.yml"), str(first), str(second)]
+    expected = "logs --follow --tail 200 worker-cpu" if "logs" in args else "stop"
+    assert call.endswith(f" --profile cpu {expected}")
+
+
+def test_extra_files_follow_compose_file(stack: Stack, overrides: tuple[Path, Path]) -> None:
+    first, second = overrides
+    done = stack.run("nvidia", "stop", "-f", str(second), COMPOSE_FILE=str(first))
+    assert done.returncode == 0, done.stderr
+    [call] = [line for line in stack.calls() if line.startswith("compose ")][1:]
+    assert _compose_files(call) == [str(first), str(second)]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "line"),
+    [
+        (["cpu", "start", "-f", "no-such.yml"], {}, "error: compose file not found: no-such.yml"),
+        (["cpu", "--file=../gone.yml", "status"], {}, "error: compose file not found: ../gone.yml"),
+        (["cpu", "stop", "-f"], {}, "error: -f needs a compose file"),
+        (
+            ["cpu", "status"],
+            {"COMPOSE_FILE": "docker-compose.yml:docker/absent.yml"},
+            f"error: compose file not found: {REPO / 'docker/absent.yml'} (from COMPOSE_FILE=",
+        ),
+    ],
+)
+def test_a_missing_compose_file_is_named(stack: Stack, args: list[str], env: dict[str, str], line: str) -> None:
+    done = stack.run(*args, **env)
+    assert done.returncode != 0
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(line)
+    assert stack.calls() == []
+
+
 @pytest.mark.parametrize("where", ["environment", "settings file"])
 def test_docker_cli_names_the_client(stack: Stack, tmp_path: Path, where: str) -> None:
     """Every docker call, the checks included, goes to DOCKER_CLI and none to the docker on PATH."""
