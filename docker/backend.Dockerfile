@@ -1,7 +1,12 @@
-# syntax=docker/dockerfile:1.7
-# API image: FastAPI + the job contract, no ML packages (requirements-minimal.txt).
-# Also runs the one-shot `python -m shared.bucket` and rq-dashboard in Compose.
-FROM python:3.11-slim-bookworm
+# API image: FastAPI + the job contract, no video or ML packages (requirements-api.txt).
+# Two targets on one base, so each container advertises only its own port:
+#   api           (default) the API; also runs the one-shot `python -m shared.bucket` in Compose
+#   rq-dashboard  the queue monitor, from the same layers
+# PYTHON_IMAGE: a registry mirror or a local stand-in (scripts/docker/standins.sh) on sites
+# that cannot pull python:3.11-slim-bookworm.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -14,13 +19,23 @@ RUN groupadd --system --gid 10001 app \
 WORKDIR /app
 
 # Dependencies first: this layer is reused until the requirements change.
-COPY requirements-minimal.txt ./
-RUN pip install --no-cache-dir -r requirements-minimal.txt
+COPY docker/with-extra-ca /usr/local/bin/with-extra-ca
+COPY requirements-api.txt ./
+RUN --mount=type=secret,id=extra_ca_certs \
+    with-extra-ca pip install --no-cache-dir -r requirements-api.txt
 
-COPY --chmod=0755 docker/healthcheck.py /usr/local/bin/healthcheck
+# healthcheck.py is executable in git, so no COPY --chmod (which the classic builder rejects).
+COPY docker/healthcheck.py /usr/local/bin/healthcheck
 COPY shared/ shared/
-COPY backend/ backend/
-
 USER 10001:10001
+
+# ---------------------------------------------------------------------------------------------
+FROM base AS rq-dashboard
+EXPOSE 9181
+CMD ["rq-dashboard", "--bind", "0.0.0.0", "--port", "9181", "--json"]
+
+# ---------------------------------------------------------------------------------------------
+FROM base AS api
+COPY backend/ backend/
 EXPOSE 8000
 CMD ["uvicorn", "backend.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,9 +1,10 @@
-# syntax=docker/dockerfile:1.7
 # Worker for the `amd` profile: the ROCm build of PyTorch. Its wheels bundle the
 # ROCm user-space libraries (HIP runtime, rocBLAS, MIOpen), so a slim Python
 # base is enough; the host needs the amdgpu kernel driver, and Compose passes
 # /dev/kfd and /dev/dri in. ROCm's PyTorch answers to the "cuda" device name.
-FROM python:3.11-slim-bookworm
+# PYTHON_IMAGE: a registry mirror or a local stand-in (scripts/docker/standins.sh).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 
 ARG TORCH_VERSION=2.15.0
 ARG TORCHVISION_VERSION=0.29.2
@@ -25,24 +26,28 @@ RUN groupadd --system --gid 10001 app \
  && (getent group render >/dev/null || groupadd --system render)
 
 WORKDIR /app
+COPY docker/with-extra-ca /usr/local/bin/with-extra-ca
 
 # 1. PyTorch for ROCm, held through step 2 by a constraints file
 #    and checked again after it.
-RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" \
+RUN --mount=type=secret,id=extra_ca_certs \
+    with-extra-ca pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" \
         "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" \
  && printf 'torch==%s\ntorchvision==%s\n' "${TORCH_VERSION}" "${TORCHVISION_VERSION}" > /opt/torch-constraints.txt \
  && python -c "import torch; assert torch.version.hip, torch.__version__"
 
 # 2. The rest of the ML stack.
-COPY requirements-minimal.txt requirements-gpu.txt ./
-RUN pip install --no-cache-dir -c /opt/torch-constraints.txt -r requirements-gpu.txt \
+COPY requirements-api.txt requirements-minimal.txt requirements-cpu.txt requirements-gpu.txt ./
+RUN --mount=type=secret,id=extra_ca_certs \
+    with-extra-ca pip install --no-cache-dir -c /opt/torch-constraints.txt -r requirements-gpu.txt \
  && python -c "import torch; assert torch.version.hip, torch.__version__"
 
 # 3. Code, then the model weights (no GPU needed at build time).
-COPY --chmod=0755 docker/healthcheck.py /usr/local/bin/healthcheck
+COPY docker/healthcheck.py /usr/local/bin/healthcheck
 COPY shared/ shared/
 COPY worker/ worker/
-RUN python -m worker.models.prepare && chmod -R a+rX "${MODELS_DIR}"
+RUN --mount=type=secret,id=extra_ca_certs \
+    with-extra-ca python -m worker.models.prepare && chmod -R a+rX "${MODELS_DIR}"
 
 USER 10001:10001
 CMD ["python", "-m", "worker"]

@@ -81,13 +81,24 @@ def test_profiles_select_one_worker_each(spec: dict[str, Any]) -> None:
 
 def test_images_are_pinned_or_built_here(spec: dict[str, Any]) -> None:
     services = spec["services"]
-    assert re.fullmatch(r"redis:\d+\.\d+-alpine", services["redis"]["image"])
-    assert re.fullmatch(r"minio/minio:RELEASE\.\S+", services["minio"]["image"])
+    # Pinned by default; a variable so a mirror or a local stand-in can take its place.
+    assert re.fullmatch(r"\$\{REDIS_IMAGE:-redis:\d+\.\d+-alpine\}", services["redis"]["image"])
+    assert re.fullmatch(r"\$\{MINIO_IMAGE:-minio/minio:RELEASE\.\S+\}", services["minio"]["image"])
     assert services["backend"]["build"]["dockerfile"] == "docker/backend.Dockerfile"
-    # The one-shot and the dashboard reuse the backend image and never pull it.
-    for name in ("create-bucket", "rq-dashboard"):
-        assert services[name]["image"] == services["backend"]["image"]
-        assert services[name]["pull_policy"] == "never"
+    # The one-shot reuses the backend image and never pulls it; the dashboard is the same
+    # Dockerfile's other target, so it advertises its own port, not the API's.
+    assert services["create-bucket"]["image"] == services["backend"]["image"]
+    assert services["create-bucket"]["pull_policy"] == "never"
+    assert services["backend"]["build"]["target"] == "api"
+    assert services["rq-dashboard"]["build"]["target"] == "rq-dashboard"
+    assert services["rq-dashboard"]["build"]["dockerfile"] == "docker/backend.Dockerfile"
+    assert services["rq-dashboard"]["image"] != services["backend"]["image"]
+    # Every build takes its base image as an argument and may get the extra CA secret.
+    for name in ("backend", "rq-dashboard", *WORKERS.values()):
+        build = services[name]["build"]
+        assert build["secrets"] == ["extra_ca_certs"], name
+        assert "PYTHON_IMAGE" in build["args"] or "CUDA_IMAGE" in build["args"], name
+    assert spec["secrets"]["extra_ca_certs"]["file"] == "${EXTRA_CA_CERTS:-/dev/null}"
     assert services["create-bucket"]["command"] == ["python", "-m", "shared.bucket"]
     assert services["backend"]["command"][:2] == ["uvicorn", "backend.main:create_app"]
     assert "--factory" in services["backend"]["command"]

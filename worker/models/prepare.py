@@ -131,11 +131,17 @@ def load_manifest(folder: Path) -> dict:
         return {}
 
 
-def missing_files(folder: Path) -> list[str]:
-    """Files the worker needs that are absent or do not match the manifest / catalog."""
+def missing_files(folder: Path, *, with_checkpoint: bool = True) -> list[str]:
+    """Files the worker needs that are absent or do not match the manifest / catalog.
+
+    with_checkpoint=False: the CPU runtime's set. On the CPU, YOLO runs from its ONNX export,
+    so the PyTorch checkpoint is only needed to export it (the CPU image ships without it).
+    """
     manifest = load_manifest(folder).get("files", {})
     problems = []
     for spec in PACKAGED_FILES:
+        if spec is YOLO_POSE_PT and not with_checkpoint:
+            continue
         path = folder / spec.name
         if not path.is_file() or path.stat().st_size == 0:
             problems.append(spec.name)

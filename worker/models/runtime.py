@@ -94,14 +94,14 @@ def load_torch_yolo(path: Path, device: str) -> Any:
 def load_models(device_setting: str = "auto", folder: Path | None = None) -> LoadedModels:
     """Check and load every model; any problem raises MODEL_UNAVAILABLE saying how to fix it."""
     folder = folder or models_dir()
-    missing = missing_files(folder)
+    device = choose_device(device_setting)
+    missing = missing_files(folder, with_checkpoint=device != "cpu")
     if missing:
         raise _unavailable(
             f"Model files missing in {folder}: {', '.join(missing)}. To fix: {FIX}.",
             models_dir=str(folder),
             missing=missing,
         )
-    device = choose_device(device_setting)
     threads = cpu_threads()
     _need_module("ai_edge_litert", "LiteRT, runs BlazePose")
     try:
