@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import logging
+import re
 from pathlib import Path
+from typing import Any
 
 import redis
 import redis.asyncio
@@ -16,6 +17,7 @@ from backend.routes import analyze, events, jobs, service
 from shared import __version__
 from shared.jobs import AsyncJobReader, JobStore
 from shared.keys import RedisKeys
+from shared.logs import configure_logging, job_context
 from shared.open_uploads import OpenUploads
 from shared.queue import get_queue
 from shared.reconcile import Reconciler
@@ -25,7 +27,7 @@ from shared.storage import Storage
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     app = FastAPI(
         title="Dance analysis API",
         version=__version__,
@@ -66,6 +68,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(analyze.router)
     app.include_router(jobs.router)
     app.include_router(events.router)
+    app.add_middleware(JobLogContext)
     # The web page (plain HTML/JS, no build step): upload, live progress, results viewer.
     app.mount("/app", StaticFiles(directory=Path(__file__).parent / "static", html=True), name="web")
     return app
+
+
+_JOB_PATH = re.compile(r"^/jobs/([0-9a-f]{32})(?:/|$)")
+
+
+class JobLogContext:
+    """Every line logged while a request for one job is handled carries its id, uvicorn's access
+    line included (uvicorn logs it from the request's own task). Plain ASGI: no extra task."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        found = _JOB_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        with job_context(found.group(1)):
+            await self.app(scope, receive, send)

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.profiles import Profile
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
+LogFormat = Literal["json", "text"]
 
 
 class Settings(BaseSettings):
@@ -74,6 +75,15 @@ class Settings(BaseSettings):
     abandoned_upload_seconds: int = Field(900, ge=1)
     # Finished jobs older than this are removed with all their files; 0 keeps them forever.
     retention_days: float = Field(30.0, ge=0)
+
+    # --- Operating it (shared/logs.py) ---------------------------------------
+    # json: one JSON object per line (time, level, logger, message, job_id); text: for a terminal.
+    log_format: LogFormat = "json"
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("s3_endpoint_url", "s3_public_endpoint_url", "public_base_url")
     @classmethod

@@ -27,6 +27,7 @@ from rq.serializers import JSONSerializer
 
 from shared.errors import ServiceError
 from shared.jobs import JobStatus
+from shared.logs import configure_logging, job_context
 from shared.presence import WorkerPresence
 from shared.queue import mark_rq_canceled
 from shared.settings import Settings, get_settings
@@ -46,7 +47,8 @@ class AnalysisWorker(SimpleWorker):
     stop_requested = False
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        super().execute_job(job, queue)
+        with job_context(job.id):  # RQ's own lines about the job carry its id too
+            super().execute_job(job, queue)
         with contextlib.suppress(Exception):
             record = get_context().store.get(job.id)
             if record is not None and record.status is JobStatus.CANCELED:
@@ -81,8 +83,8 @@ def reconcile_forever(context: WorkerContext, stop: threading.Event) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    configure_logging(settings)
     lower_priority(settings.worker_nice)
     try:
         context = build_context(settings)

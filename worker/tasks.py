@@ -24,6 +24,7 @@ from rq.timeouts import JobTimeoutException
 from shared.errors import ErrorCode, JobCanceled, ServiceError, public_reason
 from shared.jobs import JobRecord, JobStage, JobStatus
 from shared.keys import ResultName
+from shared.logs import job_context
 from worker import scratch
 from worker.context import WorkerContext, get_context
 from worker.pipeline import export, fetch, metrics, probe, render, smooth, upload
@@ -39,6 +40,11 @@ def run_job(job_id: str) -> str:
 
 
 def run(ctx: WorkerContext, job_id: str) -> str:
+    with job_context(job_id):  # every line logged while the job runs carries its id
+        return _run(ctx, job_id)
+
+
+def _run(ctx: WorkerContext, job_id: str) -> str:
     record = ctx.store.get(job_id)
     if record is None:
         log.info("job %s no longer exists; nothing to do", job_id)

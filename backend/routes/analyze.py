@@ -111,7 +111,10 @@ async def analyze(
             await run_in_threadpool(storage.delete, source.key)
         raise
 
-    log.info("job %s queued: %s (%d bytes, profile %s)", job_id, source.filename, source.size, profile.value)
+    log.info(
+        "job %s queued: %s (%d bytes, profile %s)",
+        job_id, source.filename, source.size, profile.value, extra={"job_id": job_id},
+    )  # fmt: skip
     base = api_base(settings, str(request.base_url))
     accepted = JobAccepted(job_id=job_id, status=record.status, status_url=f"{base}/jobs/{job_id}")
     return JSONResponse(accepted.model_dump(mode="json"), status_code=202, headers={"Location": accepted.status_url})
