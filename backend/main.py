@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from backend.errors import install_error_handlers
-from backend.routes import analyze, events, jobs, service
+from backend.routes import analyze, events, jobs, metrics, service
 from shared import __version__
 from shared.jobs import AsyncJobReader, JobStore
 from shared.keys import RedisKeys
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(analyze.router)
     app.include_router(jobs.router)
     app.include_router(events.router)
+    app.include_router(metrics.router)
     app.add_middleware(JobLogContext)
     # The web page (plain HTML/JS, no build step): upload, live progress, results viewer.
     app.mount("/app", StaticFiles(directory=Path(__file__).parent / "static", html=True), name="web")

@@ -81,6 +81,14 @@ class RedisKeys:
         """String with a short TTL: a live worker's presence and the job it runs (worker/presence.py)."""
         return f"{self.prefix}:worker:{name}"
 
+    def workers(self) -> str:
+        """Sorted set: worker names, scored by their presence's last refresh (shared/presence.py)."""
+        return f"{self.prefix}:workers"
+
+    def metrics(self) -> str:
+        """Hash: what workers and the API observed, for `GET /metrics` (shared/metrics.py)."""
+        return f"{self.prefix}:metrics"
+
     def open_uploads(self) -> str:
         """Sorted set: S3 multipart uploads in progress, scored by their last activity (shared/storage.py)."""
         return f"{self.prefix}:open-uploads"

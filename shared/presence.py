@@ -1,6 +1,7 @@
 """A worker's sign of life: one Redis key with a short TTL, refreshed by a thread.
 
     {prefix}:worker:{name} = {"pid": ..., "host": ..., "job": job id or ""}   (expires after TTL)
+    {prefix}:workers       = sorted set of names, scored by their last refresh   (to list them)
 
 The key names the job the worker is running, so the reconciler can tell a
 running job whose worker is gone (key expired: SIGKILL, power loss, lost
@@ -18,6 +19,8 @@ import logging
 import os
 import socket
 import threading
+import time
+from dataclasses import dataclass
 
 import redis
 
@@ -25,11 +28,14 @@ from shared.keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
+_INDEX_KEEP_SECONDS = 24 * 3600
+
 
 class WorkerPresence:
     def __init__(self, client: redis.Redis, keys: RedisKeys, name: str, ttl_seconds: int) -> None:
         self.redis = client
         self.key = keys.worker(name)
+        self.index = keys.workers()
         self.name = name
         self.ttl = ttl_seconds
         self.job = ""
@@ -51,14 +57,23 @@ class WorkerPresence:
 
     def refresh(self) -> None:
         value = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "job": self.job})
-        self.redis.set(self.key, value, ex=self.ttl)
+        moment = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.key, value, ex=self.ttl)
+        # The index lists workers without a SCAN; names silent for a day are dropped from it.
+        pipe.zadd(self.index, {self.name: moment})
+        pipe.zremrangebyscore(self.index, "-inf", moment - _INDEX_KEEP_SECONDS)
+        pipe.execute()
 
     def stop(self) -> None:
         """A clean exit: the key goes at once, so nobody waits a TTL to learn it."""
         self._stop.set()
         self._thread.join(timeout=2)
         with contextlib.suppress(redis.RedisError):
-            self.redis.delete(self.key)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.delete(self.key)
+            pipe.zrem(self.index, self.name)
+            pipe.execute()
 
     def _try_refresh(self) -> bool:
         try:
@@ -84,3 +99,42 @@ def read_presence(client: redis.Redis, keys: RedisKeys, name: str) -> dict[str, 
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+@dataclass(frozen=True)
+class LiveWorker:
+    name: str
+    job: str  # the job it runs, "" when idle
+    pid: int
+    host: str
+    seen_seconds_ago: float  # since its presence was last refreshed
+
+
+def live_workers(client: redis.Redis, keys: RedisKeys) -> list[LiveWorker]:
+    """Every worker whose presence key is alive, by name (two round trips, no SCAN)."""
+    raw: list[tuple[bytes | str, float]] = client.zrange(keys.workers(), 0, -1, withscores=True)  # type: ignore[assignment]
+    if not raw:
+        return []
+    names = [name.decode() if isinstance(name, bytes) else name for name, _ in raw]
+    values: list[bytes | str | None] = client.mget([keys.worker(name) for name in names])
+    now = time.time()
+    found = []
+    for (name, (_, seen)), value in zip(zip(names, raw, strict=True), values, strict=True):
+        if not value:
+            continue  # expired: the worker is gone
+        try:
+            presence = json.loads(value)
+        except ValueError:
+            continue
+        if not isinstance(presence, dict):
+            continue
+        found.append(
+            LiveWorker(
+                name=name,
+                job=str(presence.get("job") or ""),
+                pid=int(presence.get("pid") or 0),
+                host=str(presence.get("host") or ""),
+                seen_seconds_ago=max(now - float(seen), 0.0),
+            )
+        )
+    return found

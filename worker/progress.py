@@ -20,6 +20,7 @@ import redis
 
 from shared.errors import ErrorCode, JobCanceled, ServiceError
 from shared.jobs import JobStage, JobStore, now
+from shared.metrics import StageTiming
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ class JobReporter:
         self.stage = JobStage.QUEUED
         self.frames_total = 0
         self.deadline: float | None = None
+        # Every stage completed so far, with its duration (for /metrics, shared/metrics.py).
+        self.timings: list[StageTiming] = []
+        self._stage_started: float | None = None
         self._last_report = 0.0
         self._canceled = threading.Event()
         self._stop = threading.Event()
@@ -114,9 +118,11 @@ class JobReporter:
 
     def enter(self, stage: JobStage, frames_total: int | None = None) -> None:
         """Start a stage. A frame-by-frame stage (given `frames_total`) counts its frames from 0;
-        other stages leave the last frame count as it was."""
+        other stages leave the last frame count as it was. The stage before it counts as completed."""
+        self.end_stage()
         self.check()
         self.stage = stage
+        self._stage_started = time.monotonic()
         start, _ = STAGE_SPAN.get(stage, (1.0, 1.0))
         fields: dict[str, object] = {"stage": stage, "progress": round(start, 4)}
         if frames_total is not None:
@@ -124,6 +130,17 @@ class JobReporter:
             fields.update(frames_done=0, frames_total=frames_total)
         self._write(**fields)
         self._last_report = time.monotonic()
+
+    def end_stage(self) -> None:
+        """The current stage completed: its time goes into `timings` (entering the next stage does it too)."""
+        if self._stage_started is not None:
+            frames = self.frames_total if self.stage in (JobStage.ANALYZING, JobStage.RENDERING) else 0
+            self.timings.append(StageTiming(self.stage.value, time.monotonic() - self._stage_started, frames))
+        self._stage_started = None
+
+    def drop_stage(self) -> None:
+        """The current stage was cut short (the stages run again after an outage): it is not timed."""
+        self._stage_started = None
 
     def frames(self, frames_done: int) -> None:
         """Progress within a frame-by-frame stage; cheap to call on every frame."""

@@ -25,6 +25,7 @@ from shared.errors import ErrorCode, JobCanceled, ServiceError, public_reason
 from shared.jobs import JobRecord, JobStage, JobStatus
 from shared.keys import ResultName
 from shared.logs import job_context
+from shared.metrics import Metrics
 from worker import scratch
 from worker.context import WorkerContext, get_context
 from worker.pipeline import export, fetch, metrics, probe, render, smooth, upload
@@ -69,12 +70,14 @@ def _run_attempt(ctx: WorkerContext, record: JobRecord) -> str:
     log.info("job %s: attempt %d of %d", job_id, record.attempts, record.max_attempts)
 
     reporter = JobReporter(ctx.store, job_id, every_frames=ctx.settings.progress_every_frames)
+    outcome: JobStatus | None = None  # the final status this run gave the job, for the metrics
     try:
         with reporter, scratch.job_dir(ctx.settings.work_dir, job_id) as tmp:
             results = _run_through_outages(ctx, record, reporter, Path(tmp))
         if not ctx.store.succeed(job_id, results, frames_done=reporter.frames_total):
             raise JobCanceled(job_id)
-        return JobStatus.SUCCEEDED.value
+        outcome = JobStatus.SUCCEEDED
+        return outcome.value
     except JobCanceled:
         current = ctx.store.get(job_id)
         if current is not None and current.status is not JobStatus.CANCELED:
@@ -84,11 +87,14 @@ def _run_attempt(ctx: WorkerContext, record: JobRecord) -> str:
             return "released"
         upload.discard_results(ctx.storage, job_id)
         log.info("job %s canceled", job_id)
-        return JobStatus.CANCELED.value
+        outcome = JobStatus.CANCELED
+        return outcome.value
     except ServiceError as exc:
+        outcome = JobStatus.FAILED
         _fail(ctx, job_id, exc)
         raise
     except JobTimeoutException as exc:
+        outcome = JobStatus.FAILED
         _fail(ctx, job_id, ServiceError(ErrorCode.JOB_TIMEOUT, "The analysis ran out of time and was stopped."))
         raise exc
     except (SystemExit, KeyboardInterrupt):
@@ -100,6 +106,7 @@ def _run_attempt(ctx: WorkerContext, record: JobRecord) -> str:
                 ctx.reconciler.release(current, "the worker was shut down while running it", requeue=False)
         raise
     except Exception as exc:
+        outcome = JobStatus.FAILED
         _fail(
             ctx,
             job_id,
@@ -111,6 +118,21 @@ def _run_attempt(ctx: WorkerContext, record: JobRecord) -> str:
         )
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())
         raise
+    finally:
+        if outcome is not None:
+            _observe(ctx, record, reporter, outcome)
+
+
+def _observe(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, outcome: JobStatus) -> None:
+    """The run's figures for /metrics (shared/metrics.py); a failure to write them is only logged."""
+    finished = time.time()
+    Metrics(ctx.redis, ctx.store.keys).job_done(
+        status=outcome.value,
+        waited_seconds=finished - record.created_at,
+        run_seconds=finished - record.started_at if record.started_at else None,
+        stages=reporter.timings,
+        profile=record.profile.value,
+    )
 
 
 def _run_through_outages(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tmp: Path) -> list[str]:
@@ -128,6 +150,7 @@ def _run_through_outages(ctx: WorkerContext, record: JobRecord, reporter: JobRep
             if not _is_outage(exc) or not _wait_for_storage(ctx, reporter):
                 raise
             # Storage is back: whatever part of the result set got through goes, then all again.
+            reporter.drop_stage()
             upload.discard_results(ctx.storage, record.job_id)
             log.warning("job %s: storage is back after an outage; running the stages again", record.job_id)
 
@@ -197,6 +220,7 @@ def _run_stages(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tm
     except BaseException:
         upload.discard_results(ctx.storage, job_id)
         raise
+    reporter.end_stage()
     reporter.check()
     return names
 

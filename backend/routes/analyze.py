@@ -24,6 +24,7 @@ from backend.views import JobAccepted, api_base
 from shared.errors import ErrorCode, ServiceError
 from shared.jobs import JobRecord, JobStore
 from shared.keys import upload_key
+from shared.metrics import Metrics
 from shared.profiles import Profile
 from shared.queue import enqueue_analysis
 from shared.settings import Settings
@@ -85,6 +86,7 @@ async def analyze(
     if result.file is None:
         raise ServiceError(ErrorCode.MISSING_FILE, "Attach the video in the form field 'file'.")
     source = result.file
+    await run_in_threadpool(Metrics(store.redis, store.keys).uploaded, source.size)  # never raises
 
     try:
         asked = result.fields.get("profile") or settings.default_profile.value
