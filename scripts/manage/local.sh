@@ -16,6 +16,8 @@ Local stack (no Docker): ./manage.sh local COMMAND
   logs [SERVICE]        follow the logs of every service, or one of: redis s3 api worker dashboard bucket
   test-upload FILE [--profile fast|accurate]
                         upload a video to the API, follow the job, print the result links
+  overview [--json] [--failures N]
+                        the queues, workers, jobs by status and the last failures at a glance
 
   Environment (defaults): LOCAL_DIR (.local), API_PORT (8000), S3_PORT (8333), REDIS_PORT (6380),
   DASHBOARD_PORT (9181), WEED_MASTER_PORT (9333), WEED_VOLUME_PORT (9340), WEED_FILER_PORT (8888),
@@ -483,6 +485,15 @@ local_test_upload() {
 	exec "$py" "$MANAGE_ROOT/scripts/manage/test_upload.py" "${args[@]}"
 }
 
+# The queues, workers, job counts and last failures, read from the stack's Redis (shared/overview.py).
+local_overview() {
+	local_config
+	export_service_env
+	local py="$VENV_DIR/bin/python"
+	[[ -x "$py" ]] || die "no $VENV_DIR: start the stack first with ./manage.sh local start"
+	cd "$MANAGE_ROOT" && exec "$py" -m shared.overview "$@"
+}
+
 local_main() {
 	local cmd="${1:-}"
 	[[ $# -gt 0 ]] && shift
@@ -497,7 +508,8 @@ local_main() {
 	status) local_status ;;
 	logs) local_logs "$@" ;;
 	test-upload) local_test_upload "$@" ;;
+	overview) local_overview "$@" ;;
 	"" | help | -h | --help) local_usage ;;
-	*) die "unknown local command '$cmd' (one of: start stop restart status logs test-upload; see ./manage.sh help)" ;;
+	*) die "unknown local command '$cmd' (one of: start stop restart status logs test-upload overview; see ./manage.sh help)" ;;
 	esac
 }
