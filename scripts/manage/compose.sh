@@ -8,7 +8,7 @@
 # the host, because containers on macOS cannot reach the Apple GPU (MPS).
 
 COMPOSE_PROFILES=(cpu nvidia amd mac)
-COMPOSE_COMMANDS=(start stop restart status logs shell-backend shell-worker test-upload clean minio-console rq-dashboard)
+COMPOSE_COMMANDS=(start stop restart status logs build shell-backend shell-worker test-upload clean minio-console rq-dashboard)
 
 compose_usage() {
 	cat <<'EOF'
@@ -197,18 +197,28 @@ _compose_check_nvidia() {
 	fi
 }
 
+# How long start waits for the stack (COMPOSE_WAIT_SECONDS, environment or .env; default 180).
+_compose_wait_seconds() {
+	local seconds
+	seconds="$(_compose_setting COMPOSE_WAIT_SECONDS 180)"
+	[[ "$seconds" =~ ^[0-9]+$ && "$seconds" -gt 0 ]] ||
+		die "COMPOSE_WAIT_SECONDS must be a number of seconds, not '$seconds'"
+	printf '%s\n' "$seconds"
+}
+
 # Wait until GET /health answers 200 (the backend's dependencies are up).
 _compose_wait_backend() {
-	local url deadline
+	local profile="$1" url deadline seconds
 	url="$(_compose_backend_url)/health"
 	command -v curl >/dev/null 2>&1 || {
 		warn "curl not found: not waiting for $url"
 		return 0
 	}
-	deadline=$((SECONDS + ${COMPOSE_WAIT_SECONDS:-180}))
+	seconds="$(_compose_wait_seconds)"
+	deadline=$((SECONDS + seconds))
 	info "waiting for $url"
 	until curl -fsS -o /dev/null --max-time 5 "$url" 2>/dev/null; do
-		((SECONDS < deadline)) || die "the backend did not become healthy in ${COMPOSE_WAIT_SECONDS:-180} s: ./manage.sh logs backend"
+		((SECONDS < deadline)) || die "the backend did not become healthy in $seconds s: ./manage.sh $profile logs backend"
 		sleep 2
 	done
 }
@@ -294,8 +304,57 @@ _compose_mac_worker_stop() {
 
 # --- commands -----------------------------------------------------------------
 
-_compose_start() {
-	local profile="$1"
+# start/restart options, parsed before anything is stopped: _COMPOSE_NO_BUILD (--no-build, or
+# COMPOSE_NO_BUILD=true in the environment or .env).
+_COMPOSE_NO_BUILD=false
+_compose_start_options() {
+	local command="$1"
+	shift
+	_COMPOSE_NO_BUILD=false
+	is_true "$(_compose_setting COMPOSE_NO_BUILD false)" && _COMPOSE_NO_BUILD=true
+	while [[ $# -gt 0 ]]; do
+		case "$1" in
+		--no-build) _COMPOSE_NO_BUILD=true ;;
+		*) die "$command: unknown argument '$1' (options: --no-build, -f FILE)" ;;
+		esac
+		shift
+	done
+}
+
+# Before `up --no-build`: every image the profile's services use must be on this machine, or
+# compose would try to pull it (dance/backend from Docker Hub, which has no such image).
+_compose_check_images() {
+	local profile="$1" images image missing=() prefix
+	images="$(_compose "$profile" config --images)" ||
+		die "docker compose config failed (above): check the compose files and $(_compose_envfile)"
+	while IFS= read -r image; do
+		[[ -n "$image" ]] || continue
+		_compose_docker image inspect "$image" >/dev/null 2>&1 || missing+=("$image")
+	done < <(printf '%s\n' "$images" | sort -u)
+	[[ ${#missing[@]} -eq 0 ]] && return 0
+	prefix="$(_compose_setting IMAGE_PREFIX dance)/"
+	printf 'error: --no-build, and %s image(s) the %s profile needs are not on this machine:\n' "${#missing[@]}" "$profile" >&2
+	for image in "${missing[@]}"; do
+		if [[ "$image" == "$prefix"* ]]; then
+			printf '  %s   built from this repository: ./manage.sh %s build\n' "$image" "$profile" >&2
+		else
+			printf '  %s   docker pull %s (from your registry or mirror)\n' "$image" "$image" >&2
+		fi
+	done
+	cat >&2 <<EOF
+Build this project's images here with ./manage.sh $profile build, or bring images built
+elsewhere: docker pull them from your registry (IMAGE_PREFIX/IMAGE_TAG or an override file
+names them there) or docker load -i ARCHIVE (made with docker save). No public registry has
+this project's images, so compose cannot pull them for you.
+EOF
+	exit 1
+}
+
+# Before anything is stopped or started: the settings' warnings, the host's devices, the images.
+_compose_start_prepare() {
+	local profile="$1" command="$2"
+	shift 2
+	_compose_start_options "$command" "$@"
 	if grep -q 'CHANGE-ME' "$(_compose_envfile)"; then
 		warn "$(_compose_envfile) still has CHANGE-ME values: set real passwords before anyone else can reach this machine"
 	fi
@@ -303,14 +362,47 @@ _compose_start() {
 	amd) _compose_prepare_amd ;;
 	nvidia) _compose_check_nvidia ;;
 	esac
-	_compose "$profile" up --detach --build --remove-orphans
-	_compose_wait_backend
+	if $_COMPOSE_NO_BUILD; then
+		_compose_check_images "$profile"
+	fi
+}
+
+_compose_up() {
+	local profile="$1" up=(up --detach)
+	if $_COMPOSE_NO_BUILD; then
+		up+=(--no-build)
+	else
+		up+=(--build)
+	fi
+	up+=(--remove-orphans)
+	_compose "$profile" "${up[@]}"
+	_compose_wait_backend "$profile"
 	if [[ "$profile" == mac ]]; then
 		_compose_mac_worker_start
 	fi
 	info "API:           $(_compose_backend_url)  (docs: $(_compose_backend_url)/docs)"
 	info "MinIO console: $(_compose_console_url)"
 	info "rq-dashboard:  $(_compose_dashboard_url)"
+}
+
+# Build the images only: nothing starts. `worker` means the profile's worker.
+_compose_build() {
+	local profile="$1" args=()
+	shift
+	while [[ $# -gt 0 ]]; do
+		case "$1" in
+		--no-cache) args+=("$1") ;;
+		-*) die "build: unknown option '$1' (build [--no-cache] [SERVICE...])" ;;
+		worker)
+			[[ "$profile" != mac ]] || die "profile mac has no worker image: its worker runs natively"
+			args+=("$(_compose_worker_service "$profile")")
+			;;
+		*) args+=("$1") ;;
+		esac
+		shift
+	done
+	_compose "$profile" build ${args[@]+"${args[@]}"}
+	info "built; start without building: ./manage.sh $profile start --no-build"
 }
 
 _compose_stop() {
@@ -472,7 +564,7 @@ compose_main() {
 	set -- ${args[@]+"${args[@]}"}
 
 	case "$command" in
-	start | stop | restart | status | logs | shell-backend | shell-worker | clean)
+	start | stop | restart | status | logs | shell-backend | shell-worker | clean | build)
 		_compose_resolve_files ${files[@]+"${files[@]}"}
 		_compose_need_docker
 		_compose_need_envfile
@@ -482,12 +574,17 @@ compose_main() {
 	esac
 
 	case "$command" in
-	start) _compose_start "$profile" ;;
+	start)
+		_compose_start_prepare "$profile" start "$@"
+		_compose_up "$profile"
+		;;
 	stop) _compose_stop "$profile" ;;
 	restart)
+		_compose_start_prepare "$profile" restart "$@"
 		_compose_stop "$profile"
-		_compose_start "$profile"
+		_compose_up "$profile"
 		;;
+	build) _compose_build "$profile" "$@" ;;
 	status) _compose_status "$profile" ;;
 	logs) _compose_logs "$profile" "$@" ;;
 	shell-backend) _compose "$profile" exec backend bash ;;

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -23,10 +24,19 @@ from tests.docker.conftest import REPO
 pytestmark = pytest.mark.docker
 
 MANAGE = REPO / "manage.sh"
+# DOCKER_STUB_IMAGES: what `compose ... config --images` prints; DOCKER_STUB_MISSING: images
+# `image inspect` does not find (space-separated).
 STUB_DOCKER = """#!/usr/bin/env bash
 printf '%s\\n' "$*" >> "$DOCKER_STUB_LOG"
 if [[ "$1 ${2:-}" == "compose version" && -n "${DOCKER_STUB_NO_COMPOSE:-}" ]]; then exit 1; fi
 if [[ "$1" == info && -n "${DOCKER_STUB_NO_DAEMON:-}" ]]; then exit 1; fi
+if [[ "$1 ${2:-}" == "image inspect" && " ${DOCKER_STUB_MISSING:-} " == *" $3 "* ]]; then
+    echo "Error response from daemon: No such image: $3" >&2
+    exit 1
+fi
+case "$*" in
+"compose "*" config --images") printf '%s' "${DOCKER_STUB_IMAGES:-}" ;;
+esac
 exit 0
 """
 # The backend health wait in `start` only needs an answer.
@@ -325,6 +335,142 @@ def test_a_missing_compose_file_is_named(stack: Stack, args: list[str], env: dic
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith(line)
     assert stack.calls() == []
+
+
+CPU_IMAGES = "dance/backend:latest\nredis:7.4-alpine\ndance/backend:latest\ndance/worker-cpu:latest\nminio/minio:x\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "settings", "env"),
+    [
+        (["cpu", "start", "--no-build"], "", {}),
+        (["cpu", "--no-build", "start"], "", {}),
+        (["cpu", "start"], "COMPOSE_NO_BUILD=true\n", {}),
+        (["cpu", "start"], "", {"COMPOSE_NO_BUILD": "yes"}),
+    ],
+)
+def test_no_build_checks_the_images_then_starts_without_building(
+    stack: Stack, args: list[str], settings: str, env: dict[str, str]
+) -> None:
+    _script(stack.bin / "curl", STUB_CURL)
+    with stack.envfile.open("a") as file:
+        file.write(settings)
+    done = stack.run(*args, DOCKER_STUB_IMAGES=CPU_IMAGES, **env)
+    assert done.returncode == 0, done.stderr
+    assert [line for line in stack.calls() if line.startswith("image ")] == [
+        "image inspect dance/backend:latest",
+        "image inspect dance/worker-cpu:latest",
+        "image inspect minio/minio:x",
+        "image inspect redis:7.4-alpine",
+    ]
+    assert stack.compose_calls() == [
+        "--profile cpu config --images",
+        "--profile cpu up --detach --no-build --remove-orphans",
+    ]
+
+
+def test_the_environment_overrides_no_build_in_the_settings_file(stack: Stack) -> None:
+    _script(stack.bin / "curl", STUB_CURL)
+    with stack.envfile.open("a") as file:
+        file.write("COMPOSE_NO_BUILD=true\n")
+    done = stack.run("cpu", "start", COMPOSE_NO_BUILD="false")
+    assert done.returncode == 0, done.stderr
+    assert stack.compose_calls() == ["--profile cpu up --detach --build --remove-orphans"]
+
+
+def test_no_build_refuses_and_lists_the_missing_images(stack: Stack) -> None:
+    done = stack.run(
+        "cpu",
+        "start",
+        "--no-build",
+        DOCKER_STUB_IMAGES=CPU_IMAGES,
+        DOCKER_STUB_MISSING="dance/worker-cpu:latest redis:7.4-alpine",
+    )
+    assert done.returncode != 0
+    lines = done.stderr.splitlines()
+    start = lines.index("error: --no-build, and 2 image(s) the cpu profile needs are not on this machine:")
+    assert lines[start + 1 : start + 3] == [
+        "  dance/worker-cpu:latest   built from this repository: ./manage.sh cpu build",
+        "  redis:7.4-alpine   docker pull redis:7.4-alpine (from your registry or mirror)",
+    ]
+    assert "docker load -i ARCHIVE" in done.stderr
+    assert "./manage.sh cpu build, or bring images built" in done.stderr
+    assert stack.compose_calls() == ["--profile cpu config --images"]  # nothing started
+
+
+def test_restart_with_missing_images_leaves_the_stack_running(stack: Stack) -> None:
+    done = stack.run(
+        "cpu", "restart", "--no-build", DOCKER_STUB_IMAGES=CPU_IMAGES, DOCKER_STUB_MISSING="dance/backend:latest"
+    )
+    assert done.returncode != 0
+    assert "  dance/backend:latest   built from this repository" in done.stderr
+    assert stack.compose_calls() == ["--profile cpu config --images"]  # no stop
+
+
+def test_no_build_reads_the_images_from_the_merged_compose_files(
+    stack: Stack, compose: list[str], tmp_path: Path
+) -> None:
+    """The real Compose binary merges docker-compose.yml, the -f file and IMAGE_PREFIX; every image is missing."""
+    real = " ".join(shlex.quote(word) for word in compose)
+    _script(
+        stack.bin / "docker",
+        "#!/usr/bin/env bash\n"
+        'printf \'%s\\n\' "$*" >> "$DOCKER_STUB_LOG"\n'
+        'case "$1 ${2:-}" in\n'
+        '"compose version" | info*) exit 0 ;;\n'
+        f'compose*) shift; exec {real} "$@" ;;\n'
+        '"image inspect") exit 1 ;;\n'
+        "esac\n"
+        "exit 0\n",
+    )
+    mirror = tmp_path / "mirror.yml"
+    mirror.write_text("services:\n  redis:\n    image: registry.example/library/redis:7.4-alpine\n")
+    with stack.envfile.open("a") as file:
+        file.write("IMAGE_PREFIX=registry.example/dance\n")
+    done = stack.run("nvidia", "start", "--no-build", "-f", str(mirror))
+    assert done.returncode != 0
+    listed = {line.split()[0]: line for line in done.stderr.splitlines() if line.startswith("  ")}
+    assert "registry.example/library/redis:7.4-alpine" in listed  # the -f file's image, not the default
+    assert not [image for image in listed if image.startswith("redis:")]
+    assert "registry.example/dance/backend:latest" in listed  # IMAGE_PREFIX from the settings file
+    workers = [image for image in listed if "/worker-" in image]
+    assert workers == ["registry.example/dance/worker-nvidia:latest"]  # the nvidia profile's worker only
+    for image, line in listed.items():
+        built = image.startswith("registry.example/dance/")
+        assert line.endswith("built from this repository: ./manage.sh nvidia build") == built, line
+    assert not [line for line in stack.calls() if " up " in line]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["cpu", "build"], "--profile cpu build"),
+        (["nvidia", "build", "worker", "backend"], "--profile nvidia build worker-nvidia backend"),
+        (["amd", "build", "--no-cache", "worker-amd"], "--profile amd build --no-cache worker-amd"),
+        (["mac", "build"], "build"),
+    ],
+)
+def test_build_only_builds(stack: Stack, args: list[str], expected: str) -> None:
+    done = stack.run(*args)
+    assert done.returncode == 0, done.stderr
+    assert stack.compose_calls() == [expected]
+    assert f"./manage.sh {args[0]} start --no-build" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["cpu", "build", "--pull"], "error: build: unknown option '--pull' (build [--no-cache] [SERVICE...])"),
+        (["mac", "build", "worker"], "error: profile mac has no worker image: its worker runs natively"),
+        (["cpu", "start", "--detach"], "error: start: unknown argument '--detach'"),
+        (["cpu", "restart", "now"], "error: restart: unknown argument 'now'"),
+    ],
+)
+def test_bad_build_and_start_arguments(stack: Stack, args: list[str], line: str) -> None:
+    done = stack.run(*args)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith(line), done.stderr
+    assert stack.compose_calls() == []
 
 
 @pytest.mark.parametrize("where", ["environment", "settings file"])
