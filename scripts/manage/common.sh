@@ -9,7 +9,8 @@ PYTHON="${PYTHON:-python3}"
 # Debian packages the test suite needs (ffprobe checks rendered videos). Add new ones here.
 # shellcheck disable=SC2034 # read by run_tests below and by other files of manage.sh
 # chromium + nodejs: the browser test (playwright-core drives Debian's Chromium).
-TEST_APT_PACKAGES=(redis-server ffmpeg curl shellcheck chromium nodejs)
+# prometheus: promtool checks /metrics and a real Prometheus scrapes it (tests/service/test_metrics.py).
+TEST_APT_PACKAGES=(redis-server ffmpeg curl shellcheck chromium nodejs prometheus)
 # NodeSource's nodejs carries npm and conflicts with Debian's npm package: add it only when missing.
 command -v npm >/dev/null 2>&1 || TEST_APT_PACKAGES+=(npm)
 # Debian packages the local stack needs.

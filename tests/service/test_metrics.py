@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -21,7 +22,7 @@ from backend.main import create_app
 from shared.jobs import JobStatus
 from shared.metrics import CONTENT_TYPE
 from shared.settings import Settings
-from tests.processes import live_api, wait_for, worker_process
+from tests.processes import ROOT, live_api, wait_for, worker_process
 from tests.services import ServerProcess, _launch, _wait, free_port
 from tests.synthetic import make_clip
 from tests.tools import find_tool, missing_tool
@@ -145,16 +146,20 @@ def test_metrics_answer_503_when_redis_is_down(service_settings: Settings) -> No
 
 @contextlib.contextmanager
 def prometheus_scraping(target: str, workdir: Path) -> Iterator[str]:
-    """Debian's real `prometheus` binary scraping `target` (host:port) every second; yields its URL."""
+    """Debian's real `prometheus` binary with docker/prometheus.yml, scraping `target` (host:port)
+    every second; yields its URL."""
     binary = find_tool("prometheus")
     if binary is None:
         missing_tool("prometheus (Debian's prometheus package)")
     workdir.mkdir(parents=True, exist_ok=True)
+    # The committed configuration of the Compose service, pointed at the live API and made quicker.
+    spec = yaml.safe_load((ROOT / "docker" / "prometheus.yml").read_text())
+    spec["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+    (job,) = spec["scrape_configs"]
+    assert job["static_configs"] == [{"targets": ["backend:8000"]}]
+    job["static_configs"] = [{"targets": [target]}]
     config = workdir / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        f"scrape_configs:\n  - job_name: dance-backend\n    static_configs:\n      - targets: ['{target}']\n"
-    )
+    config.write_text(yaml.safe_dump(spec))
     port = free_port()
     command = [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
                f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
