@@ -305,20 +305,26 @@ _compose_mac_worker_stop() {
 # --- commands -----------------------------------------------------------------
 
 # start/restart options, parsed before anything is stopped: _COMPOSE_NO_BUILD (--no-build, or
-# COMPOSE_NO_BUILD=true in the environment or .env).
+# COMPOSE_NO_BUILD=true in the environment or .env), _COMPOSE_WAIT (--wait) and
+# _COMPOSE_WAIT_SECONDS (COMPOSE_WAIT_SECONDS).
 _COMPOSE_NO_BUILD=false
+_COMPOSE_WAIT=false
+_COMPOSE_WAIT_SECONDS=180
 _compose_start_options() {
 	local command="$1"
 	shift
 	_COMPOSE_NO_BUILD=false
+	_COMPOSE_WAIT=false
 	is_true "$(_compose_setting COMPOSE_NO_BUILD false)" && _COMPOSE_NO_BUILD=true
 	while [[ $# -gt 0 ]]; do
 		case "$1" in
 		--no-build) _COMPOSE_NO_BUILD=true ;;
-		*) die "$command: unknown argument '$1' (options: --no-build, -f FILE)" ;;
+		--wait) _COMPOSE_WAIT=true ;;
+		*) die "$command: unknown argument '$1' (options: --no-build, --wait, -f FILE)" ;;
 		esac
 		shift
 	done
+	_COMPOSE_WAIT_SECONDS="$(_compose_wait_seconds)"
 }
 
 # Before `up --no-build`: every image the profile's services use must be on this machine, or
@@ -367,6 +373,27 @@ _compose_start_prepare() {
 	fi
 }
 
+# `up --wait` failed: what every container is doing, then the end of the logs of those in
+# trouble (unhealthy, still starting, restarting, or exited with an error).
+_compose_up_failed() {
+	local profile="$1" service state health code trouble=" "
+	printf 'error: docker compose up --wait failed: not every service became healthy in %s s (COMPOSE_WAIT_SECONDS)\n' \
+		"$_COMPOSE_WAIT_SECONDS" >&2
+	_compose "$profile" ps --all >&2 || true
+	while IFS='|' read -r service state health code; do
+		[[ -n "$service" && "$trouble" != *" $service "* ]] || continue
+		if [[ "$health" == unhealthy || "$health" == starting || "$state" == restarting || "$state" == dead ||
+			("$state" == exited && "$code" != 0) ]]; then
+			trouble+="$service "
+		fi
+	done < <(_compose "$profile" ps --all --format '{{.Service}}|{{.State}}|{{.Health}}|{{.ExitCode}}' 2>/dev/null || true)
+	# shellcheck disable=SC2086 # one word per service name
+	set -- $trouble
+	info "the last 50 log lines of ${*:-every service}:"
+	_compose "$profile" logs --no-color --tail 50 "$@" >&2 || true
+	exit 1
+}
+
 _compose_up() {
 	local profile="$1" up=(up --detach)
 	if $_COMPOSE_NO_BUILD; then
@@ -374,8 +401,15 @@ _compose_up() {
 	else
 		up+=(--build)
 	fi
-	up+=(--remove-orphans)
-	_compose "$profile" "${up[@]}"
+	if $_COMPOSE_WAIT; then
+		# Returns when every service is healthy (one-shot services: exited 0), Compose v2.17+.
+		up+=(--wait --wait-timeout "$_COMPOSE_WAIT_SECONDS" --remove-orphans)
+		_compose "$profile" "${up[@]}" || _compose_up_failed "$profile"
+	else
+		up+=(--remove-orphans)
+		_compose "$profile" "${up[@]}"
+	fi
+	# The last check either way: the API answers and sees Redis and storage.
 	_compose_wait_backend "$profile"
 	if [[ "$profile" == mac ]]; then
 		_compose_mac_worker_start

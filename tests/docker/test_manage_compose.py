@@ -25,7 +25,8 @@ pytestmark = pytest.mark.docker
 
 MANAGE = REPO / "manage.sh"
 # DOCKER_STUB_IMAGES: what `compose ... config --images` prints; DOCKER_STUB_MISSING: images
-# `image inspect` does not find (space-separated).
+# `image inspect` does not find (space-separated); DOCKER_STUB_FAIL: calls containing it fail;
+# DOCKER_STUB_PS: what `compose ... ps --all --format TEMPLATE` prints.
 STUB_DOCKER = """#!/usr/bin/env bash
 printf '%s\\n' "$*" >> "$DOCKER_STUB_LOG"
 if [[ "$1 ${2:-}" == "compose version" && -n "${DOCKER_STUB_NO_COMPOSE:-}" ]]; then exit 1; fi
@@ -34,13 +35,20 @@ if [[ "$1 ${2:-}" == "image inspect" && " ${DOCKER_STUB_MISSING:-} " == *" $3 "*
     echo "Error response from daemon: No such image: $3" >&2
     exit 1
 fi
+if [[ -n "${DOCKER_STUB_FAIL:-}" && "$*" == *"$DOCKER_STUB_FAIL"* ]]; then
+    echo "stub: $DOCKER_STUB_FAIL failed" >&2
+    exit 1
+fi
 case "$*" in
 "compose "*" config --images") printf '%s' "${DOCKER_STUB_IMAGES:-}" ;;
+"compose "*" ps --all --format "*) printf '%s' "${DOCKER_STUB_PS:-}" ;;
+"compose "*" ps --all") echo "NAME  SERVICE  STATUS (the ps table)" ;;
+"compose "*" logs --no-color "*) echo "the logs (stub)" ;;
 esac
 exit 0
 """
-# The backend health wait in `start` only needs an answer.
-STUB_CURL = "#!/usr/bin/env bash\nexit 0\n"
+# The backend health wait in `start` only needs an answer (recorded in the docker log, for order).
+STUB_CURL = '#!/usr/bin/env bash\necho "curl $*" >> "$DOCKER_STUB_LOG"\nexit 0\n'
 # The host's Python for the native mac worker.
 STUB_PYTHON = """#!/usr/bin/env bash
 printf '%s\\n' "$*" >> "$PYTHON_STUB_LOG"
@@ -439,6 +447,63 @@ def test_no_build_reads_the_images_from_the_merged_compose_files(
         built = image.startswith("registry.example/dance/")
         assert line.endswith("built from this repository: ./manage.sh nvidia build") == built, line
     assert not [line for line in stack.calls() if " up " in line]
+
+
+def test_start_wait_waits_for_every_service_then_the_api(stack: Stack) -> None:
+    _script(stack.bin / "curl", STUB_CURL)
+    with stack.envfile.open("a") as file:
+        file.write("COMPOSE_WAIT_SECONDS=42\n")
+    done = stack.run("cpu", "start", "--wait")
+    assert done.returncode == 0, done.stderr
+    assert stack.compose_calls() == ["--profile cpu up --detach --build --wait --wait-timeout 42 --remove-orphans"]
+    # The API's health is still the last check.
+    assert stack.calls()[-2:] == [
+        PREFIX + f"{stack.envfile} --profile cpu up --detach --build --wait --wait-timeout 42 --remove-orphans",
+        "curl -fsS -o /dev/null --max-time 5 http://localhost:8000/health",
+    ]
+
+
+def test_start_wait_failure_shows_ps_and_the_logs_of_the_unhealthy(stack: Stack) -> None:
+    _script(stack.bin / "curl", STUB_CURL)
+    ps = (
+        "redis|running|healthy|0\n"
+        "create-bucket|exited||0\n"  # a one-shot that finished
+        "minio|running|healthy|0\n"
+        "backend|running|unhealthy|0\n"
+        "worker-cpu|restarting||1\n"
+        "rq-dashboard|running|starting|0\n"
+        "worker-cpu|restarting||1\n"
+    )
+    done = stack.run(
+        "cpu", "start", "--no-build", "--wait", DOCKER_STUB_FAIL=" up ", DOCKER_STUB_PS=ps, COMPOSE_WAIT_SECONDS="7"
+    )
+    assert done.returncode == 1
+    assert stack.compose_calls() == [
+        "--profile cpu config --images",
+        "--profile cpu up --detach --no-build --wait --wait-timeout 7 --remove-orphans",
+        "--profile cpu ps --all",
+        "--profile cpu ps --all --format {{.Service}}|{{.State}}|{{.Health}}|{{.ExitCode}}",
+        "--profile cpu logs --no-color --tail 50 backend worker-cpu rq-dashboard",
+    ]
+    assert "error: docker compose up --wait failed: not every service became healthy in 7 s" in done.stderr
+    assert "NAME  SERVICE  STATUS (the ps table)" in done.stderr
+    assert "the last 50 log lines of backend worker-cpu rq-dashboard:\nthe logs (stub)" in done.stderr
+    assert not any(call.startswith("curl ") for call in stack.calls())  # no API wait after a failure
+
+
+def test_start_wait_failure_without_a_culprit_shows_every_log(stack: Stack) -> None:
+    done = stack.run("mac", "start", "--wait", DOCKER_STUB_FAIL=" up ", DOCKER_STUB_PS="redis|running|healthy|0\n")
+    assert done.returncode == 1
+    assert stack.compose_calls()[-1] == "logs --no-color --tail 50"
+    assert "the last 50 log lines of every service:" in done.stderr
+
+
+@pytest.mark.parametrize("seconds", ["soon", "0", "-5"])
+def test_a_bad_wait_is_refused_before_anything_runs(stack: Stack, seconds: str) -> None:
+    done = stack.run("cpu", "restart", "--wait", COMPOSE_WAIT_SECONDS=seconds)
+    assert done.returncode != 0
+    assert done.stderr.strip() == f"error: COMPOSE_WAIT_SECONDS must be a number of seconds, not '{seconds}'"
+    assert stack.compose_calls() == []
 
 
 @pytest.mark.parametrize(
