@@ -8,20 +8,34 @@
 # the host, because containers on macOS cannot reach the Apple GPU (MPS).
 
 COMPOSE_PROFILES=(cpu nvidia amd mac)
-COMPOSE_COMMANDS=(start stop restart status logs build shell-backend shell-worker test-upload clean minio-console rq-dashboard)
+COMPOSE_COMMANDS=(start stop restart status logs build overview shell-backend shell-worker test-upload clean minio-console rq-dashboard)
 
 compose_usage() {
 	cat <<'EOF'
-Docker commands: ./manage.sh [PROFILE] COMMAND [ARGS]
+Docker commands: ./manage.sh [PROFILE] [-f FILE]... COMMAND [ARGS]
   PROFILE   cpu (default) | nvidia | amd | mac
             mac: the services run in Docker, the worker runs natively on the Mac
             with the GPU (MPS) from the host's venv; Docker on macOS has no GPU.
+  -f FILE   also use this compose file (an override: registry mirror, your S3, stand-in
+            images), after docker-compose.yml or COMPOSE_FILE's files; before or after
+            COMMAND (after logs, -f means follow: use --file there). Also --file FILE.
 
-  start                 build the images, start the stack and wait for the API
+  start [--no-build] [--wait]
+                        build the images, start the stack and wait for the API.
+                        --no-build: run the images already here (built elsewhere,
+                        pulled or loaded); refuses, naming them, if one is missing.
+                        --wait: also wait until every service is healthy; on failure
+                        print ps and the failing services' logs
   stop                  stop the containers (data volumes are kept)
-  restart               stop, then start
+  restart [--no-build] [--wait]
+                        stop, then start
   status                containers and their health (and the native mac worker)
   logs [SERVICE]        follow the logs (SERVICE: backend, worker, minio, redis...)
+  build [--no-cache] [SERVICE...]
+                        build the images only (SERVICE: backend, worker...)
+  overview [--json] [--failures N]
+                        the queues, workers, jobs by status and the last failures,
+                        read inside the backend container
   shell-backend         a shell inside the backend container
   shell-worker          a shell inside the worker container
   test-upload FILE [--profile fast|accurate]
@@ -31,12 +45,21 @@ Docker commands: ./manage.sh [PROFILE] COMMAND [ARGS]
   minio-console         open the MinIO console (http://localhost:9001)
   rq-dashboard          open rq-dashboard (http://127.0.0.1:9181, basic auth)
 
-Settings come from .env (cp .env.example .env, then set the passwords).
+Settings come from .env (cp .env.example .env, then set the passwords); MANAGE_ENV_FILE
+names another file. manage.sh also reads, from the environment or that file:
+  COMPOSE_FILE          compose files replacing docker-compose.yml, ':'-separated
+                        (COMPOSE_PATH_SEPARATOR), relative to the repository
+  COMPOSE_NO_BUILD      true: start as with --no-build
+  COMPOSE_WAIT_SECONDS  how long start waits for the stack (180)
+  DOCKER_CLI            the docker client to run (docker), e.g. /usr/bin/docker
 
 Examples:
   ./manage.sh cpu start
+  ./manage.sh cpu start -f docker/compose.standins.yml --wait
+  ./manage.sh cpu build && ./manage.sh cpu start --no-build
   ./manage.sh nvidia logs worker
   ./manage.sh amd status
+  ./manage.sh cpu overview
   ./manage.sh mac start          # services in Docker + native MPS worker
   ./manage.sh cpu test-upload ~/Videos/dance.mp4
   ./manage.sh cpu clean --yes
@@ -598,7 +621,7 @@ compose_main() {
 	set -- ${args[@]+"${args[@]}"}
 
 	case "$command" in
-	start | stop | restart | status | logs | shell-backend | shell-worker | clean | build)
+	start | stop | restart | status | logs | shell-backend | shell-worker | clean | build | overview)
 		_compose_resolve_files ${files[@]+"${files[@]}"}
 		_compose_need_docker
 		_compose_need_envfile
@@ -619,6 +642,8 @@ compose_main() {
 		_compose_up "$profile"
 		;;
 	build) _compose_build "$profile" "$@" ;;
+	# The queue, the workers, job counts and the last failures, as the backend sees them.
+	overview) _compose "$profile" exec -T backend python -m shared.overview "$@" ;;
 	status) _compose_status "$profile" ;;
 	logs) _compose_logs "$profile" "$@" ;;
 	shell-backend) _compose "$profile" exec backend bash ;;

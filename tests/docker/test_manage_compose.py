@@ -126,6 +126,11 @@ def stack(tmp_path: Path) -> Stack:
         (["nvidia", "logs", "worker"], "--profile nvidia logs --follow --tail 200 worker-nvidia"),
         (["amd", "logs", "worker", "--since", "10m"], "--profile amd logs --follow --tail 200 --since 10m worker-amd"),
         (["shell-backend"], "--profile cpu exec backend bash"),
+        (["cpu", "overview"], "--profile cpu exec -T backend python -m shared.overview"),
+        (
+            ["mac", "overview", "--json", "--failures", "3"],
+            "exec -T backend python -m shared.overview --json --failures 3",
+        ),
         (["nvidia", "shell-worker"], "--profile nvidia exec worker-nvidia bash"),
         (["amd", "shell-worker"], "--profile amd exec worker-amd bash"),
         (["cpu", "clean", "--yes"], "--profile cpu down --volumes --remove-orphans"),
@@ -592,6 +597,21 @@ def test_bad_input_is_one_clear_line(stack: Stack, args: list[str], line: str) -
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith(line)
     assert stack.compose_calls() == []
+
+
+def test_help_lists_every_docker_command(stack: Stack) -> None:
+    listed = subprocess.run(
+        ["bash", "-c", f"source {REPO}/scripts/manage/compose.sh; printf '%s\\n' \"${{COMPOSE_COMMANDS[@]}}\""],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert {"build", "overview", "start"} <= set(listed)
+    done = stack.run("help")
+    assert done.returncode == 0, done.stderr
+    docker_part = done.stdout[done.stdout.index("Docker commands:") :]
+    described = {line.split()[0] for line in docker_part.splitlines() if line.startswith("  ") and line[2] != " "}
+    assert set(listed) <= described, set(listed) - described
 
 
 def test_unknown_profile_through_compose_main(stack: Stack) -> None:
