@@ -511,6 +511,30 @@ def test_a_bad_wait_is_refused_before_anything_runs(stack: Stack, seconds: str) 
     assert stack.compose_calls() == []
 
 
+def test_the_registry_mirror_example_of_the_docs_covers_every_image(compose: list[str], tmp_path: Path) -> None:
+    """docs/docker.md's mirror.yml, merged by the real Compose: no image and no build base left on Docker Hub."""
+    docs = (REPO / "docs" / "docker.md").read_text()
+    example = docs[docs.index("# mirror.yml") : docs.index("```", docs.index("# mirror.yml"))]
+    mirror = tmp_path / "mirror.yml"
+    mirror.write_text(example)
+    settings = tmp_path / "stack.env"
+    shutil.copy(REPO / ".env.example", settings)
+    project = ["--project-directory", str(REPO), "--env-file", str(settings), "--profile", "cpu"]
+    files = ["-f", str(REPO / "docker-compose.yml"), "-f", str(mirror)]
+    done = subprocess.run(
+        [*compose, *project, *files, "config", "--format", "json"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    assert {"redis", "minio", "backend", "worker-cpu"} <= set(services)
+    for name, service in services.items():
+        if "build" in service:
+            assert service["build"]["args"]["PYTHON_IMAGE"].startswith("registry.example.com/"), name
+        else:  # pulled, unless it is one of the images built here
+            image = service["image"]
+            assert image.startswith("registry.example.com/") or image.startswith("dance/"), (name, image)
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
