@@ -12,7 +12,7 @@ source "$MANAGE_ROOT/scripts/manage/common.sh"
 source "$MANAGE_ROOT/scripts/manage/local.sh"
 
 COMPOSE_SCRIPT="$MANAGE_ROOT/scripts/manage/compose.sh"
-COMPOSE_PROFILES=(cpu nvidia amd mac)
+HARDWARE_PROFILES=(cpu nvidia amd mac)
 
 usage() {
 	cat <<'EOF'
@@ -53,7 +53,7 @@ main() {
 	test) run_tests "$@" ;;
 	-*) die "unknown option '$cmd' (see ./manage.sh help)" ;;
 	*)
-		for profile in "${COMPOSE_PROFILES[@]}"; do
+		for profile in "${HARDWARE_PROFILES[@]}"; do
 			if [[ "$cmd" == "$profile" ]]; then
 				[[ $# -gt 0 ]] || die "missing a command after the profile '$profile' (see ./manage.sh help)"
 				compose_dispatch "$profile" "$@"
@@ -68,7 +68,7 @@ main() {
 			for known in "${COMPOSE_COMMANDS[@]}"; do
 				[[ "$cmd" == "$known" ]] && { compose_dispatch cpu "$cmd" "$@"; return; }
 			done
-			die "unknown profile '$cmd' (one of: local ${COMPOSE_PROFILES[*]})"
+			die "unknown profile '$cmd' (one of: local ${HARDWARE_PROFILES[*]})"
 		fi
 		compose_dispatch cpu "$cmd" "$@"
 		;;

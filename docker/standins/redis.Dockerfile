@@ -12,7 +12,9 @@ RUN apt-get update \
 
 # As the official image: the data in /data (the append-only file goes to the working dir).
 # By number: the account redis-server's package made (checked above).
+COPY docker/standins/redis-entrypoint.sh /usr/local/bin/redis-entrypoint
 WORKDIR /data
 USER 100:101
 EXPOSE 6379
-CMD ["redis-server", "--protected-mode", "no"]
+ENTRYPOINT ["redis-entrypoint"]
+CMD ["redis-server"]

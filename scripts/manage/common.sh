@@ -10,7 +10,9 @@ PYTHON="${PYTHON:-python3}"
 # shellcheck disable=SC2034 # read by run_tests below and by other files of manage.sh
 # chromium + nodejs: the browser test (playwright-core drives Debian's Chromium).
 # prometheus: promtool checks /metrics and a real Prometheus scrapes it (tests/service/test_metrics.py).
-TEST_APT_PACKAGES=(redis-server ffmpeg curl shellcheck chromium nodejs prometheus)
+# docker.io + debootstrap: the container smoke test runs a private engine and, where no registry is
+# reachable, builds stand-in base images (tests/docker/test_container_smoke.py).
+TEST_APT_PACKAGES=(redis-server ffmpeg curl shellcheck chromium nodejs prometheus docker.io debootstrap)
 # NodeSource's nodejs carries npm and conflicts with Debian's npm package: add it only when missing.
 command -v npm >/dev/null 2>&1 || TEST_APT_PACKAGES+=(npm)
 # Debian packages the local stack needs.

@@ -7,7 +7,7 @@
 # containers; mac runs the services in containers and the worker natively on
 # the host, because containers on macOS cannot reach the Apple GPU (MPS).
 
-COMPOSE_PROFILES=(cpu nvidia amd mac)
+HARDWARE_PROFILES=(cpu nvidia amd mac)
 COMPOSE_COMMANDS=(start stop restart status logs build overview shell-backend shell-worker test-upload clean minio-console rq-dashboard)
 
 compose_usage() {
@@ -177,6 +177,14 @@ _compose() {
 	done
 	args+=(--env-file "$(_compose_envfile)")
 	[[ "$profile" == mac ]] || args+=(--profile "$profile")
+	# Optional services on top of the hardware profile, e.g. COMPOSE_PROFILES=monitoring
+	# (Prometheus). Compose ignores the variable once --profile is given, so pass each one.
+	local extra name
+	IFS=, read -r -a extra <<<"$(_compose_setting COMPOSE_PROFILES)"
+	for name in "${extra[@]}"; do
+		name="${name// /}"
+		[[ -n "$name" && "$name" != "$profile" ]] && args+=(--profile "$name")
+	done
 	_compose_docker compose "${args[@]}" "$@"
 }
 
@@ -587,10 +595,10 @@ _compose_test_upload() {
 compose_main() {
 	local profile="${1:-cpu}" command="" known=false p files=() args=()
 	shift || true
-	for p in "${COMPOSE_PROFILES[@]}"; do
+	for p in "${HARDWARE_PROFILES[@]}"; do
 		[[ "$p" == "$profile" ]] && known=true
 	done
-	$known || die "unknown profile '$profile' (one of: ${COMPOSE_PROFILES[*]})"
+	$known || die "unknown profile '$profile' (one of: ${HARDWARE_PROFILES[*]})"
 	while [[ $# -gt 0 ]]; do
 		case "$1" in
 		-f | --file)

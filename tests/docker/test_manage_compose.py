@@ -154,6 +154,19 @@ def test_start(stack: Stack, profile: str) -> None:
     assert "CHANGE-ME" in done.stderr  # the example passwords are flagged
 
 
+@pytest.mark.parametrize("where", ["environment", "settings file"])
+def test_optional_profiles_join_the_hardware_profile(stack: Stack, where: str) -> None:
+    """COMPOSE_PROFILES=monitoring: compose ignores the variable once --profile is given."""
+    if where == "environment":
+        done = stack.run("cpu", "stop", COMPOSE_PROFILES="monitoring, cpu")
+    else:
+        settings = stack.envfile.read_text().replace("COMPOSE_PROFILES=\n", "COMPOSE_PROFILES=monitoring\n")
+        stack.envfile.write_text(settings)
+        done = stack.run("cpu", "stop")
+    assert done.returncode == 0, done.stderr
+    assert stack.compose_calls() == ["--profile cpu --profile monitoring stop"]
+
+
 def test_restart_stops_then_starts(stack: Stack) -> None:
     _script(stack.bin / "curl", STUB_CURL)
     done = stack.run("cpu", "restart")
@@ -255,10 +268,14 @@ def test_docker_problems_are_one_clear_line(stack: Stack, env: dict[str, str], l
 
 
 def test_missing_docker(stack: Stack) -> None:
-    if shutil.which("docker", path="/usr/bin:/bin"):
-        pytest.skip("docker is installed in /usr/bin or /bin")
+    # A PATH with every program of /usr/bin and /bin but docker (CI installs docker.io there).
     (stack.bin / "docker").unlink()
-    done = stack.run("cpu", "status")
+    for folder in (Path("/usr/bin"), Path("/bin")):
+        for program in folder.iterdir():
+            link = stack.bin / program.name
+            if not program.name.startswith("docker") and not link.exists():
+                link.symlink_to(program)
+    done = stack.run("cpu", "status", PATH=str(stack.bin))
     assert done.returncode != 0
     assert done.stderr.strip() == (
         "error: docker not found on PATH: install Docker Engine (Linux) or Docker Desktop (macOS)"
