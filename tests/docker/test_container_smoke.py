@@ -212,4 +212,3 @@ def test_the_worker_logs_json_with_the_job_id(stack: ComposeStack) -> None:
     with_job = [record for record in records if record.get("job_id")]
     assert with_job, "no line carried a job id"
     assert {"time", "level", "logger", "message"} <= set(with_job[0])
-
