@@ -179,10 +179,10 @@ def start_stack(workdir: Path, report: Callable[[str], None]) -> Iterator[Compos
     try:
         ensure_compose_plugin(env, workdir, notes)
         compose_files = ["docker-compose.yml"]
+        bundle = local_ca_bundle(workdir, notes)
+        ca = {"EXTRA_CA_CERTS": str(bundle)} if bundle else {}
         if needs_standins(env, notes):
-            bundle = local_ca_bundle(workdir, notes)
-            standins_env = {**env, **({"EXTRA_CA_CERTS": str(bundle)} if bundle else {})}
-            subprocess.run([str(STANDINS_SCRIPT)], env=standins_env, check=True, timeout=1800)
+            subprocess.run([str(STANDINS_SCRIPT)], env={**env, **ca}, check=True, timeout=1800)
             compose_files.append("docker/compose.standins.yml")
         api_port, s3_port, console_port, redis_port, dashboard_port = free_ports(5)
         settings = {
@@ -198,10 +198,8 @@ def start_stack(workdir: Path, report: Callable[[str], None]) -> Iterator[Compos
             "RQ_DASHBOARD_PORT": str(dashboard_port),
             "S3_PUBLIC_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
             "DEFAULT_PROFILE": "fast",
+            **ca,
         }
-        bundle = local_ca_bundle(workdir, [])
-        if bundle:
-            settings["EXTRA_CA_CERTS"] = str(bundle)
         if not reachable("https://download.pytorch.org/whl/cpu/"):
             settings["TORCH_INDEX_URL"] = "https://pypi.org/simple"
             notes.append("download.pytorch.org is unreachable: the models stage takes torch from PyPI")
