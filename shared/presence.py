@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -89,9 +90,8 @@ class WorkerPresence:
             self._try_refresh()
 
 
-def read_presence(client: redis.Redis, keys: RedisKeys, name: str) -> dict[str, object] | None:
-    """The live worker's presence, None when it is gone."""
-    raw = client.get(keys.worker(name)) if name else None
+def _parse(raw: bytes | str | None) -> dict[str, Any] | None:
+    """A presence key's value; None when it expired (the worker is gone) or is not ours."""
     if not raw:
         return None
     try:
@@ -99,6 +99,11 @@ def read_presence(client: redis.Redis, keys: RedisKeys, name: str) -> dict[str, 
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def read_presence(client: redis.Redis, keys: RedisKeys, name: str) -> dict[str, object] | None:
+    """The live worker's presence, None when it is gone."""
+    return _parse(client.get(keys.worker(name))) if name else None
 
 
 @dataclass(frozen=True)
@@ -120,13 +125,8 @@ def live_workers(client: redis.Redis, keys: RedisKeys) -> list[LiveWorker]:
     now = time.time()
     found = []
     for (name, (_, seen)), value in zip(zip(names, raw, strict=True), values, strict=True):
-        if not value:
-            continue  # expired: the worker is gone
-        try:
-            presence = json.loads(value)
-        except ValueError:
-            continue
-        if not isinstance(presence, dict):
+        presence = _parse(value)
+        if presence is None:
             continue
         found.append(
             LiveWorker(
