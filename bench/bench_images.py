@@ -25,6 +25,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.docker.stack import private_engine_env  # noqa: E402
+
 TARGETS_MB = {"backend": 300, "rq-dashboard": 300, "worker-cpu": 1000}
 MUST_NOT_SHIP = (
     "torch", "ultralytics", "pytest", "fakeredis", "mypy", "ruff", "schemathesis", "hypothesis",
@@ -52,12 +56,7 @@ print(json.dumps({"packages_mb": round(sum(sizes.values()) / 1e6, 1), "top": top
 def docker_env() -> dict[str, str]:
     env = dict(os.environ)
     if "DOCKER_HOST" not in env:
-        exports = subprocess.run(
-            [str(REPO / "scripts" / "docker" / "engine.sh"), "env"], capture_output=True, text=True, check=True
-        ).stdout
-        for line in exports.splitlines():
-            name, _, value = line.removeprefix("export ").partition("=")
-            env.setdefault(name, value)
+        env = {**private_engine_env(), **env}
     env.setdefault("DOCKER_CLI", "/usr/bin/docker" if Path("/usr/bin/docker").is_file() else "docker")
     return env
 

@@ -76,6 +76,12 @@ def _answers(cli: str, env: dict[str, str]) -> bool:
     return done.returncode == 0
 
 
+def private_engine_env() -> dict[str, str]:
+    """What `scripts/docker/engine.sh env` exports: DOCKER_HOST and DOCKER_CLI of the private engine."""
+    exports = subprocess.run([str(ENGINE_SCRIPT), "env"], check=True, capture_output=True, text=True).stdout
+    return dict(line.removeprefix("export ").partition("=")[::2] for line in exports.splitlines())
+
+
 def engine_env(notes: list[str]) -> tuple[dict[str, str], bool]:
     """The environment that reaches a Docker engine, and whether this run started it."""
     env = dict(os.environ)
@@ -84,10 +90,7 @@ def engine_env(notes: list[str]) -> tuple[dict[str, str], bool]:
     cli = shutil.which(env["DOCKER_CLI"]) or env["DOCKER_CLI"]
     if env.get("DOCKER_HOST") and shutil.which(cli) and _answers(cli, env):
         return env, False
-    exports = subprocess.run([str(ENGINE_SCRIPT), "env"], check=True, capture_output=True, text=True).stdout
-    for line in exports.splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        env[name] = value
+    env.update(private_engine_env())
     if shutil.which(env["DOCKER_CLI"]) and _answers(env["DOCKER_CLI"], env):
         return env, False  # the project's private engine, started earlier
     if os.geteuid() != 0 or not shutil.which("apt-get"):
