@@ -8,14 +8,27 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.profiles import Profile
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
 LogFormat = Literal["json", "text"]
+Environment = Literal["local", "production"]
+ApiAuth = Literal["keys", "open"]
+
+# Values a production stack refuses for any secret: the placeholders of .env.example and
+# the well-known defaults of the servers (as full-stack-fastapi-template refuses "changethis").
+_KNOWN_DEFAULT_SECRETS = frozenset({"minioadmin", "changethis", "change-me", "changeme", "admin", "password", "secret"})
+
+
+def is_placeholder_secret(value: str) -> bool:
+    """Empty, a CHANGE-ME placeholder or a well-known default: not a secret anyone chose."""
+    text = value.strip().lower()
+    return not text or "change-me" in text or "changeme" in text or text in _KNOWN_DEFAULT_SECRETS
 
 
 class Settings(BaseSettings):
@@ -38,6 +51,26 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_bucket: str = "dance-analysis"
     presign_expiry_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+
+    # --- Who may use it (backend/auth.py, shared/apikeys.py) ------------------
+    # production: every secret must be set and not a placeholder, and the API needs keys.
+    environment: Environment = "local"
+    # keys: every call needs an API key (`Authorization: Bearer ...`); open: anyone who can reach
+    # the API may do anything (frontend work on a loopback-bound stack only).
+    api_auth: ApiAuth = "keys"
+    # Signs the short-lived links of the API (event streams, results served through the API).
+    # Every API process must share it; empty outside production: a random one per process.
+    secret_key: str = ""
+    # Host names the API answers to (DNS rebinding); the host of PUBLIC_BASE_URL is always added. "*": any.
+    allowed_hosts: str = "localhost,127.0.0.1,[::1]"
+    # Per API key: uploads being received at once, and jobs waiting or running (429 beyond).
+    max_uploads_in_flight_per_key: int = Field(2, ge=1)
+    max_queued_jobs_per_key: int = Field(20, ge=1)
+    # Prometheus' credential for GET /metrics (admin keys work too); empty: admin keys only.
+    metrics_token: str = ""
+    # The RQ dashboard's login (backend/dashboard.py); it never runs without a password.
+    rq_dashboard_username: str = "admin"
+    rq_dashboard_password: str = ""
 
     # --- API -----------------------------------------------------------------
     public_base_url: str = Field("", description="Base URL clients use for the API; empty: taken from the request.")
@@ -90,6 +123,27 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _production_is_closed(self) -> Settings:
+        """A production stack starts only with secrets someone chose and with API keys on."""
+        if self.environment != "production":
+            return self
+        problems = []
+        if self.api_auth != "keys":
+            problems.append("API_AUTH must be 'keys' (an open API serves anyone who reaches it)")
+        for name in ("s3_secret_key", "secret_key"):
+            if is_placeholder_secret(getattr(self, name)):
+                problems.append(f"{name.upper()} is empty, a CHANGE-ME placeholder or a well-known default")
+        for name in ("metrics_token", "rq_dashboard_password"):
+            value = getattr(self, name)
+            if value and is_placeholder_secret(value):
+                problems.append(f"{name.upper()} is a CHANGE-ME placeholder or a well-known default")
+        if self.secret_key and len(self.secret_key) < 32 and not problems:
+            problems.append("SECRET_KEY must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        if problems:
+            raise ValueError("ENVIRONMENT=production refuses to start: " + "; ".join(problems))
+        return self
+
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
@@ -101,6 +155,16 @@ class Settings(BaseSettings):
     @property
     def mode(self) -> Literal["mock", "real"]:
         return "mock" if self.use_mock_analysis else "real"
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        """Lower-case host names (no port) the API answers to; ["*"] for any."""
+        hosts = [host.strip().lower() for host in self.allowed_hosts.split(",") if host.strip()]
+        if self.public_base_url:
+            public = urlsplit(self.public_base_url).hostname
+            if public:
+                hosts.append(public.lower())
+        return ["*"] if "*" in hosts else sorted(set(hosts))
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -66,6 +66,10 @@ local_config() {
 	QUEUE_NAME="${QUEUE_NAME:-analysis}"
 	USE_MOCK_ANALYSIS="${USE_MOCK_ANALYSIS:-false}"
 	WORK_DIR="${WORK_DIR:-$LOCAL_DIR/work}"
+	API_AUTH="${API_AUTH:-keys}"
+	[[ "$API_AUTH" == keys || "$API_AUTH" == open ]] || die "API_AUTH=$API_AUTH: one of keys (the default) or open"
+	RQ_DASHBOARD_USERNAME="${RQ_DASHBOARD_USERNAME:-admin}"
+	local_secrets
 	local name
 	for name in API_PORT S3_PORT REDIS_PORT DASHBOARD_PORT WEED_MASTER_PORT WEED_VOLUME_PORT WEED_FILER_PORT WEED_ADMIN_PORT; do
 		if ! [[ "${!name}" =~ ^[0-9]+$ ]] || ((${!name} < 1 || ${!name} > 65535)); then
@@ -76,6 +80,28 @@ local_config() {
 		((${!name} <= 55535)) || die "$name=${!name}: SeaweedFS also needs port ${!name}+10000, pick one <= 55535"
 	done
 	local_derived
+}
+
+random_secret() { od -An -tx1 -N24 /dev/urandom | tr -d ' \n'; }
+
+# The stack's own secrets, made once on the first start and kept in LOCAL_DIR/secrets.env
+# (mode 600), so links and logins stay valid across restarts: SECRET_KEY signs the API's
+# short-lived links, RQ_DASHBOARD_PASSWORD is the dashboard's login. The environment wins.
+local_secrets() {
+	local file="$LOCAL_DIR/secrets.env"
+	if [[ ! -f "$file" ]]; then
+		(
+			umask 077
+			printf '# Made by manage.sh on the first start of this local stack; keep it private.\n'
+			printf 'SAVED_SECRET_KEY=%s\n' "$(random_secret)"
+			printf 'SAVED_RQ_DASHBOARD_PASSWORD=%s\n' "$(random_secret)"
+		) >"$file"
+	fi
+	local SAVED_SECRET_KEY="" SAVED_RQ_DASHBOARD_PASSWORD=""
+	# shellcheck source=/dev/null
+	source "$file"
+	SECRET_KEY="${SECRET_KEY:-$SAVED_SECRET_KEY}"
+	RQ_DASHBOARD_PASSWORD="${RQ_DASHBOARD_PASSWORD:-$SAVED_RQ_DASHBOARD_PASSWORD}"
 }
 
 local_derived() {
@@ -91,7 +117,7 @@ save_config() {
 		echo "# The settings the local stack in this folder was started with (written by manage.sh)."
 		for name in API_PORT S3_PORT REDIS_PORT DASHBOARD_PORT WEED_MASTER_PORT WEED_VOLUME_PORT WEED_FILER_PORT \
 			WEED_ADMIN_PORT WEED_MEMORY_LIMIT S3_ACCESS_KEY S3_SECRET_KEY S3_REGION S3_BUCKET QUEUE_NAME \
-			USE_MOCK_ANALYSIS WORK_DIR; do
+			USE_MOCK_ANALYSIS WORK_DIR API_AUTH SECRET_KEY RQ_DASHBOARD_USERNAME RQ_DASHBOARD_PASSWORD; do
 			printf '%s=%q\n' "$name" "${!name}"
 		done
 		echo "local_derived"
@@ -102,6 +128,7 @@ save_config() {
 # What the API, the worker and the bucket job read (shared/settings.py).
 export_service_env() {
 	export REDIS_URL QUEUE_NAME USE_MOCK_ANALYSIS WORK_DIR S3_ACCESS_KEY S3_SECRET_KEY S3_REGION S3_BUCKET
+	export API_AUTH SECRET_KEY RQ_DASHBOARD_USERNAME RQ_DASHBOARD_PASSWORD
 	export S3_ENDPOINT_URL="$S3_URL"
 	# Clients of the local stack reach S3 on the same loopback address: presign for it.
 	export S3_PUBLIC_ENDPOINT_URL="$S3_URL"
