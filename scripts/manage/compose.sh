@@ -8,7 +8,7 @@
 # the host, because containers on macOS cannot reach the Apple GPU (MPS).
 
 HARDWARE_PROFILES=(cpu nvidia amd mac)
-COMPOSE_COMMANDS=(start stop restart status logs build overview shell-backend shell-worker test-upload clean minio-console rq-dashboard)
+COMPOSE_COMMANDS=(init start stop restart status logs build overview keys shell-backend shell-worker test-upload clean minio-console rq-dashboard)
 
 compose_usage() {
 	cat <<'EOF'
@@ -20,8 +20,13 @@ Docker commands: ./manage.sh [PROFILE] [-f FILE]... COMMAND [ARGS]
             images), after docker-compose.yml or COMPOSE_FILE's files; before or after
             COMMAND (after logs, -f means follow: use --file there). Also --file FILE.
 
+  init [--force]        write .env from .env.example with fresh random secrets (mode 600);
+                        refuses to replace an existing file unless --force (keeps a backup)
   start [--no-build] [--wait]
                         build the images, start the stack and wait for the API.
+                        With ENVIRONMENT=production (the default) it refuses, naming
+                        them, while a secret is empty, CHANGE-ME or a default, or
+                        while API_AUTH=open.
                         --no-build: run the images already here (built elsewhere,
                         pulled or loaded); refuses, naming them, if one is missing.
                         --wait: also wait until every service is healthy; on failure
@@ -36,16 +41,20 @@ Docker commands: ./manage.sh [PROFILE] [-f FILE]... COMMAND [ARGS]
   overview [--json] [--failures N]
                         the queues, workers, jobs by status and the last failures,
                         read inside the backend container
+  keys create NAME [--admin] [--json] | keys list [--json] | keys revoke KEY_ID
+                        the API keys (python -m shared.apikeys in the backend
+                        container); create prints the new key once
   shell-backend         a shell inside the backend container
   shell-worker          a shell inside the worker container
-  test-upload FILE [--profile fast|accurate]
+  test-upload FILE [--profile fast|accurate] [--key KEY]
                         upload a video to POST /analyze, follow its progress,
-                        print the result links
+                        print the result links; sends the API key KEY (default:
+                        API_KEY from the environment or the settings file)
   clean [--yes|-y]      remove containers, networks and volumes (ALL stored data)
   minio-console         open the MinIO console (http://localhost:9001)
   rq-dashboard          open rq-dashboard (http://127.0.0.1:9181, basic auth)
 
-Settings come from .env (cp .env.example .env, then set the passwords); MANAGE_ENV_FILE
+Settings come from .env (./manage.sh init writes it with fresh secrets); MANAGE_ENV_FILE
 names another file. manage.sh also reads, from the environment or that file:
   COMPOSE_FILE          compose files replacing docker-compose.yml, ':'-separated
                         (COMPOSE_PATH_SEPARATOR), relative to the repository
@@ -54,7 +63,8 @@ names another file. manage.sh also reads, from the environment or that file:
   DOCKER_CLI            the docker client to run (docker), e.g. /usr/bin/docker
 
 Examples:
-  ./manage.sh cpu start
+  ./manage.sh init && ./manage.sh cpu start
+  ./manage.sh cpu keys create studio-app       # prints the key once
   ./manage.sh cpu start -f docker/compose.standins.yml --wait
   ./manage.sh cpu build && ./manage.sh cpu start --no-build
   ./manage.sh nvidia logs worker
@@ -161,8 +171,156 @@ _compose_resolve_files() {
 }
 
 _compose_need_envfile() {
+	local profile="${1:-cpu}"
 	[[ -f "$(_compose_envfile)" ]] ||
-		die "$(_compose_envfile) not found: cp .env.example .env and set the passwords"
+		die "$(_compose_envfile) not found: run ./manage.sh $profile init (writes it from .env.example with fresh secrets)"
+}
+
+# --- secrets ----------------------------------------------------------------------
+
+# Values a production stack refuses for a secret: the placeholders of .env.example and the servers'
+# well-known defaults. The same rule as is_placeholder_secret in shared/settings.py, which every
+# container applies at start (tests/docker/test_manage_compose.py keeps the two lists equal).
+_COMPOSE_DEFAULT_SECRETS=(minioadmin changethis change-me changeme admin password secret)
+# The secrets of the settings file: required in production (METRICS_TOKEN only when set).
+_COMPOSE_SECRETS=(MINIO_ROOT_PASSWORD RQ_DASHBOARD_PASSWORD SECRET_KEY METRICS_TOKEN)
+
+# Why VALUE is not a secret anyone chose ("" when it is one).
+_compose_placeholder_reason() {
+	local value="$1" lower known
+	value="${value#"${value%%[![:space:]]*}"}"
+	value="${value%"${value##*[![:space:]]}"}"
+	lower="$(printf '%s' "$value" | tr '[:upper:]' '[:lower:]')"
+	if [[ -z "$lower" ]]; then
+		printf 'empty\n'
+	elif [[ "$lower" == *change-me* || "$lower" == *changeme* ]]; then
+		printf 'a CHANGE-ME placeholder\n'
+	else
+		for known in "${_COMPOSE_DEFAULT_SECRETS[@]}"; do
+			[[ "$lower" == "$known" ]] && printf 'a well-known default\n' && return 0
+		done
+	fi
+	return 0
+}
+
+_compose_is_loopback() {
+	case "$1" in
+	127.0.0.1 | localhost | ::1 | "[::1]") return 0 ;;
+	*) return 1 ;;
+	esac
+}
+
+# Before anything is built, stopped or started. ENVIRONMENT=production (the default): every
+# secret is one someone chose and the API needs keys, or nothing starts and every offending
+# variable is named (the containers would refuse them too, but one at a time and after the
+# build). local: the same findings are warnings, and an open API only on a loopback address.
+_compose_check_secrets() {
+	local profile="$1" environment auth name value reason bind problems=()
+	environment="$(_compose_setting ENVIRONMENT production)"
+	auth="$(_compose_setting API_AUTH keys)"
+	[[ "$environment" == production || "$environment" == local ]] ||
+		die "ENVIRONMENT must be production or local, not '$environment'"
+	[[ "$auth" == keys || "$auth" == open ]] || die "API_AUTH must be keys or open, not '$auth'"
+	for name in "${_COMPOSE_SECRETS[@]}"; do
+		value="$(_compose_setting "$name")"
+		[[ "$name" == METRICS_TOKEN && -z "$value" ]] && continue # optional: admin keys only
+		reason="$(_compose_placeholder_reason "$value")"
+		if [[ -n "$reason" ]]; then
+			problems+=("$name is $reason")
+		elif [[ "$name" == SECRET_KEY && ${#value} -lt 32 ]]; then
+			problems+=("SECRET_KEY is shorter than 32 characters")
+		fi
+	done
+	if [[ "$auth" == open ]]; then
+		problems+=("API_AUTH=open: anyone who reaches the API may read, cancel and delete every job")
+	fi
+	if [[ "$environment" == production && ${#problems[@]} -gt 0 ]]; then
+		{
+			printf 'error: refusing to start: ENVIRONMENT=production and %s has settings no one chose:\n' "$(_compose_envfile)"
+			printf '  %s\n' "${problems[@]}"
+			printf 'Set each secret to a fresh random value (openssl rand -hex 32) and API_AUTH=keys, or write\n'
+			printf 'a new settings file with ./manage.sh %s init. ENVIRONMENT=local is for a machine no one\n' "$profile"
+			printf 'else can reach.\n'
+		} >&2
+		exit 1
+	fi
+	for reason in ${problems[@]+"${problems[@]}"}; do
+		warn "ENVIRONMENT=local: $reason"
+	done
+	if [[ "$auth" == open ]]; then
+		bind="$(_compose_setting BIND_ADDRESS 127.0.0.1)"
+		_compose_is_loopback "$bind" ||
+			die "API_AUTH=open with BIND_ADDRESS=$bind: an open API is for this machine only (BIND_ADDRESS=127.0.0.1)"
+		warn "THE API IS OPEN (API_AUTH=open): no key is asked for; for frontend work on this machine only"
+	fi
+	# Prometheus authenticates to /metrics with METRICS_TOKEN (the Compose secret metrics_token).
+	if [[ "$auth" == keys && ",$(_compose_setting COMPOSE_PROFILES | tr -d ' ')," == *,monitoring,* &&
+		-z "$(_compose_setting METRICS_TOKEN)" ]]; then
+		die "COMPOSE_PROFILES has monitoring and METRICS_TOKEN is empty: Prometheus needs it for GET /metrics (openssl rand -hex 32)"
+	fi
+}
+
+# 32 random bytes as 64 hex digits.
+_compose_random_secret() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
+
+# init [--force]: the settings file from .env.example, each CHANGE-ME value replaced with a fresh
+# random secret, mode 600. An existing file is kept (its secrets are in use: MinIO's data, the
+# dashboard's login, signed links) unless --force, which keeps it as a backup beside the new one.
+_compose_init() {
+	local profile="$1" force=false example envfile tmp line backup="" filled=()
+	shift
+	while [[ $# -gt 0 ]]; do
+		case "$1" in
+		--force) force=true ;;
+		*) die "init: unknown argument '$1' (init [--force])" ;;
+		esac
+		shift
+	done
+	example="$MANAGE_ROOT/.env.example"
+	[[ -f "$example" ]] || die "$example not found"
+	envfile="$(_compose_envfile)"
+	if [[ -e "$envfile" ]] && ! $force; then
+		die "$envfile exists: not replacing it (its secrets are in use); --force replaces it and keeps a backup"
+	fi
+	[[ -r /dev/urandom ]] || die "/dev/urandom is not readable: cannot make secrets"
+	tmp="$(umask 077 && mktemp "$(dirname "$envfile")/.env.init.XXXXXX")" ||
+		die "cannot write in $(dirname "$envfile")"
+	chmod 600 "$tmp"
+	{
+		printf '# Written by ./manage.sh init from .env.example on %s, with fresh random secrets.\n' \
+			"$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+		while IFS= read -r line || [[ -n "$line" ]]; do
+			if [[ "$line" =~ ^([A-Z0-9_]+)=.*CHANGE-ME ]]; then
+				filled+=("${BASH_REMATCH[1]}")
+				printf '%s=%s\n' "${BASH_REMATCH[1]}" "$(_compose_random_secret)"
+			else
+				printf '%s\n' "$line"
+			fi
+		done <"$example"
+	} >"$tmp" || {
+		rm -f "$tmp"
+		die "could not write $tmp"
+	}
+	if [[ ${#filled[@]} -eq 0 || "$(grep -cE '^[A-Z0-9_]+=[0-9a-f]{64}$' "$tmp" || true)" -ne ${#filled[@]} ]]; then
+		rm -f "$tmp"
+		die "could not make the secrets (od and /dev/urandom)"
+	fi
+	if [[ -e "$envfile" ]]; then
+		backup="$envfile.bak-$(date +%Y%m%d-%H%M%S)"
+		(umask 077 && cp "$envfile" "$backup") || {
+			rm -f "$tmp"
+			die "could not back up $envfile"
+		}
+		chmod 600 "$backup"
+	fi
+	mv -f "$tmp" "$envfile" || {
+		rm -f "$tmp"
+		die "could not write $envfile"
+	}
+	info "wrote $envfile (mode 600) with fresh ${filled[*]}"
+	[[ -z "$backup" ]] || info "the old file is $backup"
+	info "next: ./manage.sh $profile start, then an API key: ./manage.sh $profile keys create NAME [--admin]"
+	info "the rq-dashboard login is RQ_DASHBOARD_USERNAME / RQ_DASHBOARD_PASSWORD in $envfile"
 }
 
 # docker compose for PROFILE, from the repository root whatever the caller's directory: relative
@@ -301,6 +459,11 @@ _compose_mac_worker_start() {
 		USE_MOCK_ANALYSIS="$(_compose_setting USE_MOCK_ANALYSIS false)"
 		DEFAULT_PROFILE="$(_compose_setting DEFAULT_PROFILE fast)"
 		MAX_VIDEO_SECONDS="$(_compose_setting MAX_VIDEO_SECONDS 1800)"
+		# The same rules as the containers (production: secrets checked before start).
+		export ENVIRONMENT API_AUTH SECRET_KEY
+		ENVIRONMENT="$(_compose_setting ENVIRONMENT production)"
+		API_AUTH="$(_compose_setting API_AUTH keys)"
+		SECRET_KEY="$(_compose_setting SECRET_KEY)"
 		export DEVICE=mps MODELS_DIR="$models_dir"
 		# Operators MPS lacks run on the CPU instead of failing the job.
 		export PYTORCH_ENABLE_MPS_FALLBACK=1
@@ -392,9 +555,7 @@ _compose_start_prepare() {
 	local profile="$1" command="$2"
 	shift 2
 	_compose_start_options "$command" "$@"
-	if grep -q 'CHANGE-ME' "$(_compose_envfile)"; then
-		warn "$(_compose_envfile) still has CHANGE-ME values: set real passwords before anyone else can reach this machine"
-	fi
+	_compose_check_secrets "$profile"
 	case "$profile" in
 	amd) _compose_prepare_amd ;;
 	nvidia) _compose_check_nvidia ;;
@@ -448,6 +609,9 @@ _compose_up() {
 	info "API:           $(_compose_backend_url)  (docs: $(_compose_backend_url)/docs)"
 	info "MinIO console: $(_compose_console_url)"
 	info "rq-dashboard:  $(_compose_dashboard_url)"
+	if [[ "$(_compose_setting API_AUTH keys)" == keys ]]; then
+		info "API keys:      ./manage.sh $profile keys create NAME [--admin]   (send: Authorization: Bearer KEY)"
+	fi
 }
 
 # Build the images only: nothing starts. `worker` means the profile's worker.
@@ -556,11 +720,40 @@ _compose_open() {
 	printf '%s\n' "$url"
 }
 
-# Upload through the script the local stack uses too (scripts/manage/test_upload.py).
+# API keys, inside the backend container (it reaches Redis with the stack's own settings).
+_compose_keys() {
+	local profile="$1" usage arg name=false
+	shift
+	usage="usage: ./manage.sh $profile keys create NAME [--admin] [--json] | keys list [--json] | keys revoke KEY_ID"
+	case "${1:-}" in
+	create)
+		for arg in "${@:2}"; do
+			[[ "$arg" == -* ]] || name=true
+		done
+		$name || die "keys create needs a NAME (who or what uses the key): $usage"
+		;;
+	list) ;;
+	revoke) [[ $# -eq 2 && "$2" != -* ]] || die "keys revoke needs one KEY_ID (see: keys list): $usage" ;;
+	*) die "$usage" ;;
+	esac
+	_compose "$profile" exec -T backend python -m shared.apikeys "$@"
+}
+
+# Upload through the script the local stack uses too (scripts/manage/test_upload.py). The API
+# key goes to it in the environment (API_KEY), never on a command line others can read in ps.
 _compose_test_upload() {
-	local file="" analysis_profile="" py args=()
+	local file="" analysis_profile="" key="" py args=()
 	while [[ $# -gt 0 ]]; do
 		case "$1" in
+		--key)
+			[[ $# -ge 2 ]] || die "--key needs an API key"
+			key="$2"
+			shift 2
+			;;
+		--key=*)
+			key="${1#--key=}"
+			shift
+			;;
 		--profile)
 			[[ $# -ge 2 ]] || die "--profile needs a value (fast or accurate)"
 			analysis_profile="$2"
@@ -570,7 +763,7 @@ _compose_test_upload() {
 			analysis_profile="${1#--profile=}"
 			shift
 			;;
-		-*) die "unknown option '$1' (usage: ./manage.sh PROFILE test-upload FILE [--profile fast|accurate])" ;;
+		-*) die "unknown option '$1' (usage: ./manage.sh PROFILE test-upload FILE [--profile fast|accurate] [--key KEY])" ;;
 		*)
 			[[ -z "$file" ]] || die "one file at a time"
 			file="$1"
@@ -578,7 +771,7 @@ _compose_test_upload() {
 			;;
 		esac
 	done
-	[[ -n "$file" ]] || die "usage: ./manage.sh PROFILE test-upload FILE [--profile fast|accurate]"
+	[[ -n "$file" ]] || die "usage: ./manage.sh PROFILE test-upload FILE [--profile fast|accurate] [--key KEY]"
 	[[ -f "$file" && -r "$file" ]] || die "no such file: $file"
 	case "$analysis_profile" in "" | fast | accurate) ;; *) die "--profile must be fast or accurate, not '$analysis_profile'" ;; esac
 	command -v curl >/dev/null 2>&1 || die "curl not found: install curl"
@@ -586,6 +779,12 @@ _compose_test_upload() {
 	[[ -x "$py" ]] || py=python3
 	args=(--api "$(_compose_backend_url)" --file "$file")
 	[[ -n "$analysis_profile" ]] && args+=(--profile "$analysis_profile")
+	[[ -n "$key" ]] || key="$(_compose_setting API_KEY)"
+	if [[ -n "$key" ]]; then
+		export API_KEY="$key"
+	else
+		unset API_KEY
+	fi
 	exec "$py" "$MANAGE_ROOT/scripts/manage/test_upload.py" "${args[@]}"
 }
 
@@ -629,16 +828,17 @@ compose_main() {
 	set -- ${args[@]+"${args[@]}"}
 
 	case "$command" in
-	start | stop | restart | status | logs | shell-backend | shell-worker | clean | build | overview)
+	start | stop | restart | status | logs | shell-backend | shell-worker | clean | build | overview | keys)
 		_compose_resolve_files ${files[@]+"${files[@]}"}
 		_compose_need_docker
-		_compose_need_envfile
+		_compose_need_envfile "$profile"
 		;;
-	test-upload | minio-console | rq-dashboard) ;;
+	init | test-upload | minio-console | rq-dashboard) ;;
 	*) die "unknown command '$command' (one of: ${COMPOSE_COMMANDS[*]})" ;;
 	esac
 
 	case "$command" in
+	init) _compose_init "$profile" "$@" ;;
 	start)
 		_compose_start_prepare "$profile" start "$@"
 		_compose_up "$profile"
@@ -652,6 +852,7 @@ compose_main() {
 	build) _compose_build "$profile" "$@" ;;
 	# The queue, the workers, job counts and the last failures, as the backend sees them.
 	overview) _compose "$profile" exec -T backend python -m shared.overview "$@" ;;
+	keys) _compose_keys "$profile" "$@" ;;
 	status) _compose_status "$profile" ;;
 	logs) _compose_logs "$profile" "$@" ;;
 	shell-backend) _compose "$profile" exec backend bash ;;

@@ -2,6 +2,11 @@
 
 The upload goes through curl (it streams the file and shows progress); polling uses the
 standard library only, so this runs with any Python 3.
+
+An API key (`--api-key KEY`, or API_KEY in the environment) is sent on every call as
+`Authorization: Bearer KEY`. It reaches curl on its standard input, not its command line,
+so other users of the machine cannot read it in `ps`. Without one, nothing is sent (an API
+running with API_AUTH=open needs none).
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import mimetypes
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,7 +40,27 @@ def error_text(body: Any, fallback: str) -> str:
     return fallback
 
 
-def upload(api: str, path: Path, profile: str | None) -> dict[str, Any]:
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def curl_config(api_key: str | None) -> str:
+    """curl's config-file text (read from stdin with `-K -`) carrying the key's header."""
+    if not api_key:
+        return ""
+    value = f"Authorization: Bearer {api_key}".replace("\\", "\\\\").replace('"', '\\"')
+    return f'header = "{value}"\n'
+
+
+def rejected(what: str, status: str | int, body: Any, fallback: str) -> SystemExit:
+    """The error for an answer that is not 2xx; 401/403 say how to pass a key."""
+    text = f"error: {what}, HTTP {status}: {error_text(body, fallback)}"
+    if str(status) in {"401", "403"}:
+        text += "\nThe API needs a key: --api-key KEY or API_KEY (make one: ./manage.sh PROFILE keys create NAME)"
+    return SystemExit(text)
+
+
+def upload(api: str, path: Path, profile: str | None, api_key: str | None = None) -> dict[str, Any]:
     # curl -F takes ; and , as separators inside a value: quote the file name.
     quoted = '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
@@ -45,6 +71,8 @@ def upload(api: str, path: Path, profile: str | None) -> dict[str, Any]:
             out.name,
             "-w",
             "%{http_code}",
+            "-K",
+            "-",
             "-F",
             f"file=@{quoted};type={content_type(path)}",
         ]
@@ -53,7 +81,9 @@ def upload(api: str, path: Path, profile: str | None) -> dict[str, Any]:
         if sys.stderr.isatty():
             command[1] = "--progress-bar"
         print(f"uploading {path} ({path.stat().st_size / 1e6:.1f} MB) to {api}/analyze", file=sys.stderr)
-        done = subprocess.run([*command, f"{api}/analyze"], stdout=subprocess.PIPE, text=True, check=False)
+        done = subprocess.run(
+            [*command, f"{api}/analyze"], input=curl_config(api_key), stdout=subprocess.PIPE, text=True, check=False
+        )
         status = done.stdout.strip()
         if done.returncode != 0:
             raise SystemExit(f"error: the upload failed (curl exit {done.returncode})")
@@ -63,22 +93,23 @@ def upload(api: str, path: Path, profile: str | None) -> dict[str, Any]:
     except json.JSONDecodeError:
         body = None
     if not status.startswith("2"):
-        raise SystemExit(f"error: upload rejected, HTTP {status}: {error_text(body, raw.strip()[:300])}")
+        raise rejected("upload rejected", status, body, raw.strip()[:300])
     if not isinstance(body, dict) or not (body.get("job_id") or body.get("id")):
         raise SystemExit(f"error: unexpected answer to the upload: {raw.strip()[:300]}")
     return body
 
 
-def get_job(api: str, job_id: str) -> dict[str, Any]:
+def get_job(api: str, job_id: str, api_key: str | None = None) -> dict[str, Any]:
+    request = urllib.request.Request(f"{api}/jobs/{job_id}", headers=auth_headers(api_key))
     try:
-        with urllib.request.urlopen(f"{api}/jobs/{job_id}", timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return dict(json.load(response))
     except urllib.error.HTTPError as exc:
         try:
             body = json.load(exc)
         except ValueError:
             body = None
-        raise SystemExit(f"error: GET /jobs/{job_id}: HTTP {exc.code}: {error_text(body, exc.reason)}") from None
+        raise rejected(f"GET /jobs/{job_id}", exc.code, body, str(exc.reason)) from None
 
 
 def describe(job: dict[str, Any]) -> str:
@@ -98,17 +129,25 @@ def main() -> int:
     parser.add_argument("--profile")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between polls")
     parser.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("API_KEY") or None,
+        help="sent as 'Authorization: Bearer KEY' (default: $API_KEY; prefer it: a command line is visible in ps)",
+    )
     args = parser.parse_args()
     api = args.api.rstrip("/")
+    api_key = (args.api_key or "").strip() or None
+    if api_key and any(char.isspace() or ord(char) < 32 for char in api_key):
+        raise SystemExit("error: the API key has spaces or control characters in it")
 
-    created = upload(api, args.file, args.profile)
+    created = upload(api, args.file, args.profile, api_key)
     job_id = str(created.get("job_id") or created.get("id"))
     print(f"job {job_id}")
     tty = sys.stdout.isatty()
     deadline = time.monotonic() + args.timeout
     last = ""
     while True:
-        job = get_job(api, job_id)
+        job = get_job(api, job_id, api_key)
         line = describe(job)
         if tty:
             print(f"\r\033[K{line}", end="", flush=True)

@@ -176,13 +176,133 @@ def test_app_environment_names_are_settings(spec: dict[str, Any]) -> None:
 def test_no_secret_in_compose_file() -> None:
     text = COMPOSE_FILE.read_text()
     assert "minioadmin" not in text
-    for name in ("MINIO_ROOT_PASSWORD", "RQ_DASHBOARD_PASSWORD", "MINIO_ROOT_USER"):
+    for name in ("MINIO_ROOT_PASSWORD", "RQ_DASHBOARD_PASSWORD", "MINIO_ROOT_USER", "SECRET_KEY"):
         assert re.search(r"\$\{" + name + r":\?", text), f"{name} must be required, not defaulted"
 
 
 def test_env_example_covers_every_variable() -> None:
-    used = set(re.findall(r"\$\{([A-Z0-9_]+)", COMPOSE_FILE.read_text())) - {"COMPOSE_PROJECT_NAME"}
+    text = COMPOSE_FILE.read_text()
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)", text)) - {"COMPOSE_PROJECT_NAME"}
+    used |= set(re.findall(r"(?m)^    environment: ([A-Z0-9_]+)$", text))  # secrets read from a variable
+    assert "METRICS_TOKEN" in used
     example = {
         line.split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines() if re.match(r"^[A-Z0-9_]+=", line)
     }
     assert used - example == set()
+
+
+APP_SERVICES = {"backend", "create-bucket"}
+# The secrets of the settings file (.env) and the Settings field each one becomes in the app.
+SECRETS = {
+    "MINIO_ROOT_PASSWORD": "s3_secret_key",
+    "RQ_DASHBOARD_PASSWORD": "rq_dashboard_password",
+    "SECRET_KEY": "secret_key",
+    "METRICS_TOKEN": "metrics_token",
+}
+
+
+@pytest.mark.parametrize("profile", ["cpu", "nvidia", "amd", "mac"])
+def test_every_app_service_runs_in_production_with_keys(compose: list[str], profile: str, tmp_path: Path) -> None:
+    """By default the API, the workers and the bucket one-shot all build Settings() in production,
+    so each refuses placeholder secrets and an open API at its start."""
+    config = resolved(compose, None if profile == "mac" else profile, tmp_path, env={"PATH": "/usr/bin:/bin"})
+    apps = APP_SERVICES | ({WORKERS[profile]} if profile in WORKERS else set())
+    for name in apps:
+        env = config["services"][name]["environment"]
+        assert env["ENVIRONMENT"] == "production", name
+        assert env["API_AUTH"] == "keys", name
+        assert env["SECRET_KEY"] == "CHANGE-ME", name  # .env.example's placeholder, refused there
+        assert env["ALLOWED_HOSTS"].split(",") == ["localhost", "127.0.0.1", "[::1]", "backend"], name
+        assert env["MAX_UPLOADS_IN_FLIGHT_PER_KEY"] == "2" and env["MAX_QUEUED_JOBS_PER_KEY"] == "20", name
+        assert env["S3_SECRET_KEY"] == "CHANGE-ME", name
+
+
+def test_config_fails_naming_a_missing_secret_key(compose: list[str], tmp_path: Path) -> None:
+    settings = tmp_path / "no-secret-key.env"
+    settings.write_text(re.sub(r"(?m)^SECRET_KEY=.*\n", "", ENV_EXAMPLE.read_text()))
+    command = [*compose, "-f", str(COMPOSE_FILE), "--project-directory", str(REPO), "--env-file", str(settings)]
+    done = subprocess.run(
+        [*command, "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode != 0
+    assert "required variable SECRET_KEY is missing a value: set SECRET_KEY in .env" in done.stderr
+
+
+def test_env_example_holds_no_usable_secret() -> None:
+    """Every secret of .env.example is a placeholder the production settings refuse; none is a real value."""
+    example = {
+        line.split("=", 1)[0]: line.split("=", 1)[1]
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if re.match(r"^[A-Z0-9_]+=", line)
+    }
+    for name in SECRETS:
+        assert example[name] == "CHANGE-ME", name
+    assert example["ENVIRONMENT"] == "production" and example["API_AUTH"] == "keys"
+    with pytest.raises(ValueError, match="ENVIRONMENT=production refuses to start") as refused:
+        Settings.model_validate(
+            {
+                "environment": example["ENVIRONMENT"],
+                "api_auth": example["API_AUTH"],
+                **{field: example[name] for name, field in SECRETS.items()},
+            }
+        )
+    for field in SECRETS.values():
+        assert field.upper() in str(refused.value)
+    # Nothing else looks like a generated secret either (a value someone might copy and keep).
+    assert not [name for name, value in example.items() if re.fullmatch(r"[0-9A-Za-z+/_=-]{24,}", value)]
+    # Each secret's own comment says how to make one.
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    for name in SECRETS:
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"{name}="))
+        comment: list[str] = []
+        while lines[at - 1 - len(comment)].startswith("#"):
+            comment.append(lines[at - 1 - len(comment)])
+        assert "openssl rand -hex 32" in " ".join(comment), name
+
+
+def test_only_the_api_and_the_s3_api_follow_bind_address(compose: list[str], tmp_path: Path) -> None:
+    """BIND_ADDRESS=0.0.0.0 (a server): the API and MinIO's S3 API are published on it; the MinIO
+    console, rq-dashboard, Redis and Prometheus stay on loopback."""
+    settings = tmp_path / "server.env"
+    settings.write_text(ENV_EXAMPLE.read_text() + "BIND_ADDRESS=0.0.0.0\n")
+    command = [*compose, "-f", str(COMPOSE_FILE), "--project-directory", str(REPO), "--env-file", str(settings)]
+    done = subprocess.run(
+        [*command, "--profile", "cpu", "--profile", "monitoring", "config", "--format", "json"],
+        capture_output=True, text=True, check=False, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    published = {
+        (name, int(port["target"])): port.get("host_ip", "")
+        for name, service in json.loads(done.stdout)["services"].items()
+        for port in service.get("ports", [])
+    }
+    assert published == {
+        ("backend", 8000): "0.0.0.0",
+        ("minio", 9000): "0.0.0.0",
+        ("minio", 9001): "127.0.0.1",
+        ("rq-dashboard", 9181): "127.0.0.1",
+        ("redis", 6379): "127.0.0.1",
+        ("prometheus", 9090): "127.0.0.1",
+    }
+
+
+def test_prometheus_gets_the_metrics_token_as_a_secret_from_the_environment(compose: list[str], tmp_path: Path) -> None:
+    """The token is the value of METRICS_TOKEN (environment, then .env), mounted as a file: nothing is
+    written into an image or the repository, and it is not in Prometheus' environment or command."""
+    done = subprocess.run(
+        [*compose, "-f", str(COMPOSE_FILE), "--project-directory", str(REPO), "--env-file", str(ENV_EXAMPLE),
+         "--profile", "monitoring", "config", "--format", "json"],
+        capture_output=True, text=True, check=False, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    config = json.loads(done.stdout)
+    assert config["secrets"]["metrics_token"]["environment"] == "METRICS_TOKEN"
+    prometheus = config["services"]["prometheus"]
+    assert [(s["source"], s["target"]) for s in prometheus["secrets"]] == [("metrics_token", "metrics_token")]
+    assert "METRICS_TOKEN" not in json.dumps({k: v for k, v in prometheus.items() if k != "secrets"})
+    assert config["services"]["backend"]["environment"]["METRICS_TOKEN"] == "CHANGE-ME"

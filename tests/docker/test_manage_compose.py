@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -16,9 +18,11 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
+from shared.settings import _KNOWN_DEFAULT_SECRETS, Settings, is_placeholder_secret
 from tests.docker.conftest import REPO
 
 pytestmark = pytest.mark.docker
@@ -67,6 +71,17 @@ def _script(path: Path, text: str) -> None:
     path.chmod(0o755)
 
 
+def settings_of(path: Path) -> dict[str, str]:
+    """NAME=value lines of a settings file (the last one of a name wins, as in manage.sh)."""
+    found = (re.match(r"^([A-Z0-9_]+)=(.*)$", line) for line in path.read_text().splitlines())
+    return {match[1]: match[2] for match in found if match}
+
+
+def chosen_secrets(example: str) -> str:
+    """.env.example with a fresh secret in place of each CHANGE-ME: what an operator would have."""
+    return re.sub(r"(?m)^([A-Z0-9_]+)=.*CHANGE-ME.*$", lambda m: f"{m[1]}={secrets.token_hex(32)}", example)
+
+
 class Stack:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
@@ -75,7 +90,7 @@ class Stack:
         _script(self.bin / "docker", STUB_DOCKER)
         self.log = tmp / "docker.log"
         self.envfile = tmp / "stack.env"
-        shutil.copy(REPO / ".env.example", self.envfile)
+        self.envfile.write_text(chosen_secrets((REPO / ".env.example").read_text()))
         self.env = {
             "PATH": f"{self.bin}:/usr/bin:/bin",
             "HOME": str(tmp),
@@ -151,7 +166,8 @@ def test_start(stack: Stack, profile: str) -> None:
     assert done.returncode == 0, done.stderr
     assert stack.compose_calls() == [f"--profile {profile} up --detach --build --remove-orphans"]
     assert "API:           http://localhost:8000" in done.stderr
-    assert "CHANGE-ME" in done.stderr  # the example passwords are flagged
+    assert f"./manage.sh {profile} keys create NAME" in done.stderr
+    assert "CHANGE-ME" not in done.stderr and "ENVIRONMENT=local" not in done.stderr
 
 
 @pytest.mark.parametrize("where", ["environment", "settings file"])
@@ -216,6 +232,11 @@ def test_mac_runs_the_services_in_docker_and_the_worker_natively(stack: Stack, t
         assert worker_env["REDIS_URL"] == "redis://127.0.0.1:6379/0"
         assert worker_env["S3_ENDPOINT_URL"] == "http://127.0.0.1:9000"
         assert worker_env["S3_ACCESS_KEY"] == "dance-admin"
+        # The container's rules: production, keys, the settings file's secrets.
+        written = settings_of(stack.envfile)
+        assert worker_env["ENVIRONMENT"] == "production" and worker_env["API_AUTH"] == "keys"
+        assert worker_env["SECRET_KEY"] == written["SECRET_KEY"]
+        assert worker_env["S3_SECRET_KEY"] == written["MINIO_ROOT_PASSWORD"]
         assert worker_env["MODELS_DIR"] == str(tmp_path / "models")
         assert (tmp_path / "python.log").read_text().splitlines() == [
             "-m worker.models.prepare --check",
@@ -617,15 +638,17 @@ def test_docker_cli_that_does_not_exist(stack: Stack, tmp_path: Path) -> None:
 
 def test_missing_env_file(stack: Stack) -> None:
     stack.envfile.unlink()
-    done = stack.run("cpu", "start")
+    done = stack.run("amd", "start")
     assert done.returncode != 0
-    assert done.stderr.strip() == f"error: {stack.envfile} not found: cp .env.example .env and set the passwords"
+    assert done.stderr.strip() == (
+        f"error: {stack.envfile} not found: run ./manage.sh amd init (writes it from .env.example with fresh secrets)"
+    )
 
 
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["cpu", "frobnicate"], "error: unknown command 'frobnicate' (one of: start stop restart status logs"),
+        (["cpu", "frobnicate"], "error: unknown command 'frobnicate' (one of: init start stop restart status logs"),
         (["gpu", "start"], "error: unknown profile 'gpu'"),
         (["cpu", "test-upload"], "error: usage: ./manage.sh PROFILE test-upload FILE"),
         (["cpu", "test-upload", "/no/such/video.mp4"], "error: no such file: /no/such/video.mp4"),
@@ -679,6 +702,9 @@ def test_urls_are_printed_without_docker(stack: Stack) -> None:
 
 class FakeAPI(BaseHTTPRequestHandler):
     polls = 0
+    # The Authorization header of every request, in order; with `required`, others get 401.
+    seen: ClassVar[list[str | None]] = []
+    required: ClassVar[str | None] = None
 
     def _json(self, code: int, body: dict) -> None:
         data = json.dumps(body).encode()
@@ -688,13 +714,24 @@ class FakeAPI(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _authorized(self) -> bool:
+        FakeAPI.seen.append(self.headers.get("Authorization"))
+        if FakeAPI.required is None or self.headers.get("Authorization") == f"Bearer {FakeAPI.required}":
+            return True
+        self._json(401, {"error": {"code": "UNAUTHORIZED", "message": "an API key is needed"}})
+        return False
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         body = self.rfile.read(length)
+        if not self._authorized():
+            return
         ok = self.path == "/analyze" and b'name="file"' in body and b"not really a video" in body
         self._json(202 if ok else 400, {"job_id": "job123", "status": "queued", "status_url": "/jobs/job123"})
 
     def do_GET(self) -> None:
+        if not self._authorized():
+            return
         FakeAPI.polls += 1
         done = FakeAPI.polls >= 2
         self._json(
@@ -717,6 +754,8 @@ class FakeAPI(BaseHTTPRequestHandler):
 @pytest.fixture
 def api() -> Iterator[int]:
     FakeAPI.polls = 0
+    FakeAPI.seen = []
+    FakeAPI.required = None
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeAPI)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -739,3 +778,302 @@ def test_test_upload_posts_the_file_and_follows_the_job(stack: Stack, api: int, 
     assert "job job123" in done.stdout
     assert "poses.json" in done.stdout and "http://localhost:9000/x/poses.json" in done.stdout
     assert stack.calls() == []  # no docker needed to talk to the API
+    assert FakeAPI.seen and set(FakeAPI.seen) == {None}  # no key given, none sent
+
+
+@pytest.mark.parametrize("where", ["option", "option=", "environment", "settings file"])
+def test_test_upload_sends_the_api_key_on_every_call(stack: Stack, api: int, tmp_path: Path, where: str) -> None:
+    if shutil.which("curl", path="/usr/bin:/bin") is None:
+        pytest.skip("curl is not installed")
+    key = "dak_0123456789ab_" + "k" * 43
+    FakeAPI.required = key
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not really a video")
+    with stack.envfile.open("a") as env:
+        env.write(f"BACKEND_PORT={api}\n")
+        if where == "settings file":
+            env.write(f"API_KEY={key}\n")
+    args, extra = ["cpu", "test-upload", str(video)], {}
+    if where == "option":
+        args += ["--key", key]
+    elif where == "option=":
+        args += [f"--key={key}"]
+    elif where == "environment":
+        extra = {"API_KEY": key}
+    done = stack.run(*args, **extra)
+    assert done.returncode == 0, done.stderr
+    assert "job job123" in done.stdout
+    assert len(FakeAPI.seen) >= 3 and set(FakeAPI.seen) == {f"Bearer {key}"}  # the upload and every poll
+
+
+def test_test_upload_without_a_key_says_how_to_get_one(stack: Stack, api: int, tmp_path: Path) -> None:
+    if shutil.which("curl", path="/usr/bin:/bin") is None:
+        pytest.skip("curl is not installed")
+    FakeAPI.required = "dak_0123456789ab_" + "k" * 43
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not really a video")
+    with stack.envfile.open("a") as env:
+        env.write(f"BACKEND_PORT={api}\n")
+    done = stack.run("cpu", "test-upload", str(video), "--key", "dak_wrong")
+    assert done.returncode != 0
+    assert "error: upload rejected, HTTP 401: UNAUTHORIZED: an API key is needed" in done.stderr
+    assert "./manage.sh PROFILE keys create NAME" in done.stderr
+    assert FakeAPI.seen == ["Bearer dak_wrong"]
+
+
+# --- production refuses secrets no one chose -------------------------------------------------
+
+
+def _set(stack: Stack, **values: str) -> None:
+    """Settings appended to the stack's file: the last line of a name wins (manage.sh and Compose)."""
+    with stack.envfile.open("a") as file:
+        file.write("".join(f"{name}={value}\n" for name, value in values.items()))
+
+
+def _refusal(done: subprocess.CompletedProcess[str]) -> list[str]:
+    """The offending settings start lists, one a line."""
+    lines = done.stderr.splitlines()
+    head = [i for i, line in enumerate(lines) if line.startswith("error: refusing to start: ENVIRONMENT=production")]
+    assert head, done.stderr
+    return [line.strip() for line in lines[head[0] + 1 :] if line.startswith("  ")]
+
+
+@pytest.mark.parametrize("command", ["start", "restart"])
+def test_start_refuses_the_example_s_change_me_secrets(stack: Stack, command: str) -> None:
+    """.env.example as copied, untouched: nothing is built, stopped or started, and every secret is named."""
+    _script(stack.bin / "curl", STUB_CURL)
+    shutil.copy(REPO / ".env.example", stack.envfile)
+    done = stack.run("cpu", command, "--wait")
+    assert done.returncode == 1
+    assert _refusal(done) == [
+        "MINIO_ROOT_PASSWORD is a CHANGE-ME placeholder",
+        "RQ_DASHBOARD_PASSWORD is a CHANGE-ME placeholder",
+        "SECRET_KEY is a CHANGE-ME placeholder",
+        "METRICS_TOKEN is a CHANGE-ME placeholder",
+    ]
+    assert str(stack.envfile) in done.stderr
+    assert "./manage.sh cpu init" in done.stderr and "openssl rand -hex 32" in done.stderr
+    assert stack.compose_calls() == []  # no up, no stop, no build
+    assert not [call for call in stack.calls() if " up " in call or call.startswith("curl ")]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"MINIO_ROOT_PASSWORD": "minioadmin"}, ["MINIO_ROOT_PASSWORD is a well-known default"]),
+        ({"RQ_DASHBOARD_PASSWORD": "Admin"}, ["RQ_DASHBOARD_PASSWORD is a well-known default"]),
+        ({"RQ_DASHBOARD_PASSWORD": ""}, ["RQ_DASHBOARD_PASSWORD is empty"]),
+        ({"SECRET_KEY": "  "}, ["SECRET_KEY is empty"]),
+        ({"SECRET_KEY": "0123456789abcdef"}, ["SECRET_KEY is shorter than 32 characters"]),
+        ({"SECRET_KEY": '"my-changeme-secret-that-is-long-enough"'}, ["SECRET_KEY is a CHANGE-ME placeholder"]),
+        ({"METRICS_TOKEN": "secret"}, ["METRICS_TOKEN is a well-known default"]),
+        (
+            {"API_AUTH": "open", "MINIO_ROOT_PASSWORD": "CHANGE-ME-at-least-8-chars"},
+            [
+                "MINIO_ROOT_PASSWORD is a CHANGE-ME placeholder",
+                "API_AUTH=open: anyone who reaches the API may read, cancel and delete every job",
+            ],
+        ),
+    ],
+)
+def test_start_names_each_offending_setting(stack: Stack, values: dict[str, str], expected: list[str]) -> None:
+    _set(stack, **values)
+    done = stack.run("nvidia", "start")
+    assert done.returncode == 1
+    assert _refusal(done) == expected
+    assert stack.compose_calls() == []
+
+
+def test_the_environment_is_read_before_the_settings_file(stack: Stack) -> None:
+    """As Compose does: a secret exported in the shell replaces the file's placeholder, and vice versa."""
+    _script(stack.bin / "curl", STUB_CURL)
+    _set(stack, SECRET_KEY="CHANGE-ME")
+    done = stack.run("cpu", "start", SECRET_KEY=secrets.token_hex(32))
+    assert done.returncode == 0, done.stderr
+    assert stack.compose_calls() == ["--profile cpu up --detach --build --remove-orphans"]
+    done = stack.run("cpu", "start", MINIO_ROOT_PASSWORD="CHANGE-ME", SECRET_KEY=secrets.token_hex(32))
+    assert _refusal(done) == ["MINIO_ROOT_PASSWORD is a CHANGE-ME placeholder"]
+
+
+def test_an_empty_metrics_token_is_allowed_but_not_for_prometheus(stack: Stack) -> None:
+    """METRICS_TOKEN is optional (admin keys read /metrics), but Prometheus authenticates with it."""
+    _script(stack.bin / "curl", STUB_CURL)
+    _set(stack, METRICS_TOKEN="")
+    done = stack.run("cpu", "start")
+    assert done.returncode == 0, done.stderr
+    done = stack.run("cpu", "start", COMPOSE_PROFILES="monitoring")
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: COMPOSE_PROFILES has monitoring and METRICS_TOKEN is empty"), done.stderr
+    assert stack.compose_calls() == []
+
+
+def test_local_warns_and_an_open_api_stays_on_loopback(stack: Stack) -> None:
+    """ENVIRONMENT=local is for a machine no one else reaches: findings are warnings, and open means loopback."""
+    _script(stack.bin / "curl", STUB_CURL)
+    _set(stack, ENVIRONMENT="local", API_AUTH="open", RQ_DASHBOARD_PASSWORD="CHANGE-ME")
+    done = stack.run("cpu", "start")
+    assert done.returncode == 0, done.stderr
+    assert "warning: ENVIRONMENT=local: RQ_DASHBOARD_PASSWORD is a CHANGE-ME placeholder" in done.stderr
+    assert "warning: THE API IS OPEN (API_AUTH=open)" in done.stderr
+    assert "keys create" not in done.stderr
+    assert stack.compose_calls() == ["--profile cpu up --detach --build --remove-orphans"]
+
+    done = stack.run("cpu", "start", BIND_ADDRESS="0.0.0.0")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: API_AUTH=open with BIND_ADDRESS=0.0.0.0: an open API is for this machine only (BIND_ADDRESS=127.0.0.1)"
+    )
+    assert stack.compose_calls() == []
+
+
+@pytest.mark.parametrize(
+    ("values", "line"),
+    [
+        ({"ENVIRONMENT": "Production"}, "error: ENVIRONMENT must be production or local, not 'Production'"),
+        ({"API_AUTH": "none"}, "error: API_AUTH must be keys or open, not 'none'"),
+    ],
+)
+def test_unknown_modes_are_refused(stack: Stack, values: dict[str, str], line: str) -> None:
+    _set(stack, **values)
+    done = stack.run("cpu", "start")
+    assert done.returncode == 1
+    assert done.stderr.strip() == line
+    assert stack.compose_calls() == []
+
+
+def _bash_placeholder_reason(values: list[str]) -> list[str]:
+    script = (
+        f"set -euo pipefail; MANAGE_ROOT={REPO}; source {REPO}/scripts/manage/common.sh; "
+        f"source {REPO}/scripts/manage/compose.sh; "
+        'for v in "$@"; do printf "%s|\\n" "$(_compose_placeholder_reason "$v")"; done'
+    )
+    done = subprocess.run(["bash", "-c", script, "bash", *values], capture_output=True, text=True, check=True)
+    return [line.removesuffix("|") for line in done.stdout.splitlines()]
+
+
+def test_manage_sh_and_the_settings_refuse_the_same_secrets() -> None:
+    """The shell's rule is shared/settings.py's is_placeholder_secret: same list, same answers."""
+    listed = subprocess.run(
+        ["bash", "-c", f"source {REPO}/scripts/manage/compose.sh; printf '%s\\n' \"${{_COMPOSE_DEFAULT_SECRETS[@]}}\""],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert sorted(listed) == sorted(_KNOWN_DEFAULT_SECRETS)
+    samples = [
+        "", " ", "CHANGE-ME", "CHANGE-ME-at-least-8-chars", "my-ChangeMe", "MinioAdmin", " admin ", "password",
+        "Secret", "changethis", "passwords", "admin2", "smoke-password-0123456789", secrets.token_hex(32),
+    ]  # fmt: skip
+    refused = [bool(reason) for reason in _bash_placeholder_reason(samples)]
+    assert refused == [is_placeholder_secret(value) for value in samples]
+
+
+# --- init: a settings file with fresh secrets -----------------------------------------------
+
+
+def test_init_writes_fresh_secrets_that_start_and_the_settings_accept(stack: Stack) -> None:
+    _script(stack.bin / "curl", STUB_CURL)
+    stack.envfile.unlink()
+    done = stack.run("init")
+    assert done.returncode == 0, done.stderr
+    assert stack.calls() == []  # no docker needed
+    assert stack.envfile.stat().st_mode & 0o777 == 0o600
+    written = settings_of(stack.envfile)
+    example = settings_of(REPO / ".env.example")
+    filled = {name for name, value in example.items() if "CHANGE-ME" in value}
+    assert filled == {"MINIO_ROOT_PASSWORD", "RQ_DASHBOARD_PASSWORD", "SECRET_KEY", "METRICS_TOKEN"}
+    for name in filled:
+        assert re.fullmatch(r"[0-9a-f]{64}", written[name]), name
+    assert len({written[name] for name in filled}) == len(filled)  # each its own
+    assert {name: value for name, value in written.items() if name not in filled} == {
+        name: value for name, value in example.items() if name not in filled
+    }
+    values = [line for line in stack.envfile.read_text().splitlines() if not line.startswith("#")]
+    assert not [line for line in values if "CHANGE-ME" in line]
+    assert f"wrote {stack.envfile} (mode 600) with fresh" in done.stderr
+    assert not [word for word in done.stderr.split() if word in written.values() and len(word) == 64]  # not printed
+
+    # The containers' own rule accepts them, as ENVIRONMENT=production runs it.
+    Settings(
+        environment="production",
+        api_auth=written["API_AUTH"],
+        s3_secret_key=written["MINIO_ROOT_PASSWORD"],
+        secret_key=written["SECRET_KEY"],
+        metrics_token=written["METRICS_TOKEN"],
+        rq_dashboard_password=written["RQ_DASHBOARD_PASSWORD"],
+        _env_file=None,
+    )
+    assert written["ENVIRONMENT"] == "production" and written["API_AUTH"] == "keys"
+
+    started = stack.run("cpu", "start")
+    assert started.returncode == 0, started.stderr
+    assert stack.compose_calls() == ["--profile cpu up --detach --build --remove-orphans"]
+
+
+def test_init_keeps_an_existing_file_unless_forced(stack: Stack) -> None:
+    before = stack.envfile.read_text()
+    done = stack.run("cpu", "init")
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: {stack.envfile} exists: not replacing it (its secrets are in use);"
+        " --force replaces it and keeps a backup"
+    )
+    assert stack.envfile.read_text() == before
+
+    done = stack.run("cpu", "init", "--force")
+    assert done.returncode == 0, done.stderr
+    [backup] = stack.tmp.glob("stack.env.bak-*")
+    assert backup.read_text() == before and backup.stat().st_mode & 0o777 == 0o600
+    assert f"the old file is {backup}" in done.stderr
+    assert settings_of(stack.envfile)["SECRET_KEY"] != settings_of(backup)["SECRET_KEY"]
+    assert not list(stack.tmp.glob(".env.init.*"))  # no temporary file left
+
+    done = stack.run("cpu", "init", "--yes")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: init: unknown argument '--yes' (init [--force])"
+
+
+# --- keys: the API keys, inside the backend container ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["cpu", "keys", "create", "smoke", "--admin", "--json"], "create smoke --admin --json"),
+        (["nvidia", "keys", "create", "--admin", "studio app"], "create --admin studio app"),
+        (["cpu", "keys", "list"], "list"),
+        (["amd", "keys", "list", "--json"], "list --json"),
+        (["cpu", "keys", "revoke", "0123456789ab"], "revoke 0123456789ab"),
+    ],
+)
+def test_keys_run_inside_the_backend_container(stack: Stack, args: list[str], expected: str) -> None:
+    done = stack.run(*args)
+    assert done.returncode == 0, done.stderr
+    assert stack.compose_calls() == [f"--profile {args[0]} exec -T backend python -m shared.apikeys {expected}"]
+
+
+def test_keys_on_mac_and_with_placeholder_secrets(stack: Stack) -> None:
+    """keys reaches the running stack whatever the settings file holds: only start checks it."""
+    shutil.copy(REPO / ".env.example", stack.envfile)
+    done = stack.run("mac", "keys", "list")
+    assert done.returncode == 0, done.stderr
+    assert stack.compose_calls() == ["exec -T backend python -m shared.apikeys list"]
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["cpu", "keys"], "error: usage: ./manage.sh cpu keys create NAME [--admin] [--json] | keys list"),
+        (["cpu", "keys", "make", "x"], "error: usage: ./manage.sh cpu keys create NAME"),
+        (["cpu", "keys", "create", "--admin"], "error: keys create needs a NAME"),
+        (["cpu", "keys", "revoke"], "error: keys revoke needs one KEY_ID (see: keys list)"),
+        (["cpu", "keys", "revoke", "a", "b"], "error: keys revoke needs one KEY_ID"),
+    ],
+)
+def test_keys_bad_usage_is_one_clear_line(stack: Stack, args: list[str], line: str) -> None:
+    done = stack.run(*args)
+    assert done.returncode != 0
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(line), done.stderr
+    assert stack.compose_calls() == []

@@ -14,18 +14,44 @@ from tests.tools import find_tool, missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "docker" / "prometheus.yml"
+# Where Compose writes the secret metrics_token inside the Prometheus container.
+SECRET_PATH = "/run/secrets/metrics_token"
 
 
 def compose_services() -> dict[str, Any]:
     return dict(yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"])
 
 
-def test_promtool_accepts_the_config() -> None:
+def test_promtool_accepts_the_config(tmp_path: Path) -> None:
+    """The full check (files included), with the credentials file where Compose puts it in the container."""
     promtool = find_tool("promtool")
     if promtool is None:
         missing_tool("promtool (Debian's prometheus package)")
-    done = subprocess.run([promtool, "check", "config", str(CONFIG)], capture_output=True, text=True, check=False)
+    token = tmp_path / "metrics_token"
+    token.write_text("a-token-for-the-check\n")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(CONFIG.read_text().replace(SECRET_PATH, str(token)))
+    done = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+    done = subprocess.run(
+        [promtool, "check", "config", "--syntax-only", str(CONFIG)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_it_authenticates_with_the_metrics_token_from_a_compose_secret() -> None:
+    """GET /metrics needs a credential; METRICS_TOKEN reaches Prometheus as a Compose secret whose
+    source is the environment (or .env), so it is in no image, no committed file, no command line."""
+    (job,) = yaml.safe_load(CONFIG.read_text())["scrape_configs"]
+    assert job["authorization"] == {"type": "Bearer", "credentials_file": SECRET_PATH}
+    assert "credentials" not in job["authorization"] and "bearer_token" not in job
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["secrets"]["metrics_token"] == {"environment": "METRICS_TOKEN"}
+    service = compose["services"]["prometheus"]
+    assert service["secrets"] == [{"source": "metrics_token", "target": "metrics_token"}]
+    assert "environment" not in service and "command" not in service
+    # The API checks the same value.
+    assert compose["x-app-env"]["METRICS_TOKEN"] == "${METRICS_TOKEN:-}"
 
 
 def test_it_scrapes_the_backend_every_15_seconds() -> None:
