@@ -14,6 +14,7 @@ import redis
 from fastapi import Depends, Request
 from rq import Queue
 
+from backend.limits import KeyLimits
 from shared.jobs import AsyncJobReader, JobStore
 from shared.reconcile import Reconciler
 from shared.settings import Settings
@@ -42,3 +43,4 @@ StorageDep = Annotated[Storage, Depends(from_state("storage"))]
 QueueDep = Annotated[Queue, Depends(from_state("queue"))]
 RedisDep = Annotated[redis.Redis, Depends(from_state("redis"))]
 ReconcilerDep = Annotated[Reconciler, Depends(from_state("reconciler"))]
+LimitsDep = Annotated[KeyLimits, Depends(from_state("limits"))]

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import ErrorCode, ServiceError
+from shared.errors import ErrorCode, ServiceError, hide_addresses
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,21 @@ def envelope(code: ErrorCode | str, message: str, details: dict[str, Any] | None
     return {"error": {"code": ErrorCode(code).value, "message": message, "details": details or {}}}
 
 
+# Failures of a dependency: the operator's log gets the full reason, the client one without addresses.
+_DEPENDENCY_CODES = frozenset({ErrorCode.STORAGE_UNAVAILABLE, ErrorCode.QUEUE_UNAVAILABLE})
+
+
 def error_response(error: ServiceError) -> JSONResponse:
-    return JSONResponse(envelope(error.code, error.message, error.details), status_code=error.http_status)
+    details = error.details
+    if error.code in _DEPENDENCY_CODES and "reason" in details:
+        log.warning("%s: %s", error.code.value, details["reason"])
+        details = {**details, "reason": hide_addresses(str(details["reason"]))}
+    headers = {}
+    if error.code is ErrorCode.UNAUTHORIZED:
+        headers["WWW-Authenticate"] = 'Bearer realm="dance-analysis"'
+    if "retry_after_seconds" in error.details:
+        headers["Retry-After"] = str(int(error.details["retry_after_seconds"]))
+    return JSONResponse(envelope(error.code, error.message, details), status_code=error.http_status, headers=headers)
 
 
 # The envelope's schema, for the OpenAPI document.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from backend.auth import LinkSigner
 from backend.errors import install_error_handlers
+from backend.guards import RequestGuard
+from backend.limits import KeyLimits
 from backend.routes import analyze, events, jobs, metrics, service
 from shared import __version__
+from shared.apikeys import AsyncApiKeyReader
 from shared.jobs import AsyncJobReader, JobStore
 from shared.keys import RedisKeys
 from shared.logs import configure_logging, job_context
@@ -24,10 +29,17 @@ from shared.reconcile import Reconciler
 from shared.settings import Settings, async_redis_retry_options, get_settings, redis_retry_options
 from shared.storage import Storage
 
+log = logging.getLogger(__name__)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
+    if settings.api_auth == "open":
+        log.warning(
+            "API_AUTH=open: anyone who reaches this API can read, download, cancel and delete every job. "
+            "For frontend work on a loopback-bound stack only; production refuses it."
+        )
     app = FastAPI(
         title="Dance analysis API",
         version=__version__,
@@ -44,12 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.redis = client
     keys = RedisKeys(settings.key_prefix)
     app.state.store = JobStore(client, keys)
-    app.state.reader = AsyncJobReader(
-        redis.asyncio.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=2, socket_timeout=5, **async_redis_retry_options()
-        ),
-        keys,
+    async_client = redis.asyncio.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, **async_redis_retry_options()
     )
+    app.state.reader = AsyncJobReader(async_client, keys)
+    app.state.api_keys = AsyncApiKeyReader(async_client, keys)
+    app.state.links = LinkSigner(settings.secret_key, needed=settings.api_auth == "keys")
+    app.state.limits = KeyLimits(app.state.store, settings)
     app.state.storage = Storage(settings)
     app.state.storage.open_uploads = OpenUploads(client, keys)
     app.state.queue = get_queue(settings, client)
@@ -70,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(metrics.router)
     app.add_middleware(JobLogContext)
+    # Outermost: a request to a host not ours, or a change sent from another site, goes no further.
+    app.add_middleware(RequestGuard, settings=settings)
     # The web page (plain HTML/JS, no build step): upload, live progress, results viewer.
     app.mount("/app", StaticFiles(directory=Path(__file__).parent / "static", html=True), name="web")
     return app

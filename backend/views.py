@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends, Request
 from pydantic import BaseModel, Field
 
+from backend.auth import Caller, CallerDep, LinkSigner
 from shared.jobs import JobRecord, JobStage, JobStatus
 from shared.keys import result_key
 from shared.profiles import Profile
@@ -63,17 +66,24 @@ def api_base(settings: Settings, request_base: str) -> str:
     return settings.public_base_url or request_base.rstrip("/")
 
 
-def result_url(storage: Storage, base: str, job_id: str, name: str) -> str:
-    """A URL the client can reach: presigned for the public storage endpoint, else through the API."""
+# (job id, scope) → the `token` query value of a signed link to it (backend/auth.py), or "" for none.
+LinkToken = Callable[[str, str], str]
+
+
+def result_url(storage: Storage, base: str, job_id: str, name: str, token: LinkToken | None = None) -> str:
+    """A URL the client can reach: presigned for the public storage endpoint, else through the
+    API, signed for one file when the API needs keys (a `<video src>` cannot send a header)."""
     if storage.can_presign:
         return storage.presigned_url(result_key(job_id, name), filename=f"{job_id}-{name}")
-    return f"{base}/jobs/{job_id}/results/{name}"
+    url = f"{base}/jobs/{job_id}/results/{name}"
+    signed = token(job_id, f"result:{name}") if token else ""
+    return f"{url}?token={signed}" if signed else url
 
 
-def job_view(record: JobRecord, storage: Storage, base: str) -> JobView:
+def job_view(record: JobRecord, storage: Storage, base: str, token: LinkToken | None = None) -> JobView:
     results = {}
     if record.status is JobStatus.SUCCEEDED:
-        results = {name: result_url(storage, base, record.job_id, name) for name in record.results}
+        results = {name: result_url(storage, base, record.job_id, name, token) for name in record.results}
     return JobView(
         job_id=record.job_id,
         status=record.status,
@@ -95,3 +105,34 @@ def job_view(record: JobRecord, storage: Storage, base: str) -> JobView:
         max_attempts=record.max_attempts,
         retry_reason=record.retry_reason,
     )
+
+
+class JobViewer:
+    """Shows records to one request's caller: links on the request's base URL, signed for that caller."""
+
+    def __init__(self, storage: Storage, base: str, token: LinkToken | None) -> None:
+        self.storage = storage
+        self.base = base
+        self.token = token
+
+    def __call__(self, record: JobRecord) -> JobView:
+        return job_view(record, self.storage, self.base, self.token)
+
+
+def viewer_for(request: Request, caller: Caller) -> JobViewer:
+    settings: Settings = request.app.state.settings
+    token: LinkToken | None = None
+    if settings.api_auth == "keys":
+        signer: LinkSigner = request.app.state.links
+
+        def token(job_id: str, scope: str) -> str:
+            return signer.sign(job_id, scope, caller.key_id, settings.presign_expiry_seconds)[0]
+
+    return JobViewer(request.app.state.storage, api_base(settings, str(request.base_url)), token)
+
+
+async def _viewer(request: Request, caller: CallerDep) -> JobViewer:
+    return viewer_for(request, caller)
+
+
+ViewerDep = Annotated[JobViewer, Depends(_viewer)]

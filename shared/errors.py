@@ -93,6 +93,16 @@ def public_reason(text: str, limit: int = 500) -> str:
     return _ABSOLUTE_PATH.sub(r"\1", text)[:limit]
 
 
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
+_HOST_PORT = re.compile(r"(?<![\w.-])(?:\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}\b")
+
+
+def hide_addresses(text: str) -> str:
+    """`text` without URLs or host:port pairs: why a dependency failed may reach anyone who
+    asks (the error envelope, /health), but where the servers are is for the operator's logs."""
+    return _HOST_PORT.sub("<address>", _URL.sub("<address>", text))
+
+
 class ServiceError(Exception):
     """An expected failure with a stable code, a message for people and details for programs."""
 

@@ -23,6 +23,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from shared.audit import audit
 from shared.errors import ServiceError
 from shared.keys import RedisKeys
 from shared.profiles import Profile
@@ -107,6 +108,8 @@ class JobRecord:
     queued_at: float | None = None
     # Why the job went back to the queue, when it did.
     retry_reason: str = ""
+    # The id of the API key that created it (shared/apikeys.py); empty for a job made with the API open.
+    owner: str = ""
 
     # Fields stored as JSON text in the hash.
     _JSON_FIELDS = ("error", "results", "video")
@@ -172,19 +175,28 @@ def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
 
 # KEYS[1] job hash, KEYS[2] events channel; ARGV[1] job id, ARGV[2] allowed statuses
 # ("," separated, empty: any), ARGV[3] prefix of the per-status index keys, ARGV[4] a field
-# to increment by one (empty: none), then field/value pairs. Returns 1 when applied, 0 when
-# the job is in another status, -1 when the job does not exist.
+# to increment by one (empty: none), ARGV[5] prefix of the per-owner keys (the owner's
+# per-status index is `<prefix><owner>:jobs:<status>`, as RedisKeys.owner_jobs_in names it),
+# then field/value pairs. Returns 1 when applied, 0 when the job is in another status, -1
+# when the job does not exist.
 _UPDATE_IF_STATUS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local before = redis.call('HGET', KEYS[1], 'status')
 local allowed = ARGV[2]
 if allowed ~= '' and not string.find(',' .. allowed .. ',', ',' .. before .. ',', 1, true) then return 0 end
 if ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[1], ARGV[4], 1) end
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 local after = redis.call('HGET', KEYS[1], 'status')
 if after ~= before then
+  local created = redis.call('HGET', KEYS[1], 'created_at')
   redis.call('ZREM', ARGV[3] .. before, ARGV[1])
-  redis.call('ZADD', ARGV[3] .. after, redis.call('HGET', KEYS[1], 'created_at'), ARGV[1])
+  redis.call('ZADD', ARGV[3] .. after, created, ARGV[1])
+  local owner = redis.call('HGET', KEYS[1], 'owner')
+  if owner and owner ~= '' then
+    local jobs = ARGV[5] .. owner .. ':jobs:'
+    redis.call('ZREM', jobs .. before, ARGV[1])
+    redis.call('ZADD', jobs .. after, created, ARGV[1])
+  end
 end
 redis.call('PUBLISH', KEYS[2], after)
 return 1
@@ -199,14 +211,21 @@ class JobStore:
         self.keys = keys
         self._update_if_status = client.register_script(_UPDATE_IF_STATUS)
 
-    def create(self, record: JobRecord) -> None:
+    def create(self, record: JobRecord, *, actor: str = "") -> None:
         record.queued_at = record.queued_at or record.created_at
         pipe = self.redis.pipeline(transaction=True)
         fields: dict[Any, Any] = record.to_redis()  # redis-py's Mapping type is invariant in its keys
         pipe.hset(self.keys.job(record.job_id), mapping=fields)
         pipe.zadd(self.keys.job_index(), {record.job_id: record.created_at})
         pipe.zadd(self.keys.jobs_in(record.status.value), {record.job_id: record.created_at})
+        if record.owner:
+            pipe.zadd(self.keys.owner_jobs(record.owner), {record.job_id: record.created_at})
+            pipe.zadd(self.keys.owner_jobs_in(record.owner, record.status.value), {record.job_id: record.created_at})
         pipe.execute()
+        audit(
+            "job.created", actor=actor, job_id=record.job_id,
+            owner=record.owner, size_bytes=record.size_bytes, profile=Profile(record.profile).value,
+        )  # fmt: skip
 
     def get(self, job_id: str) -> JobRecord | None:
         return _record(self.redis.hgetall(self.keys.job(job_id)))
@@ -218,6 +237,7 @@ class JobStore:
         return self._apply(
             "start",
             job_id,
+            actor=f"worker:{worker}",
             increment="attempts",
             stage=JobStage.FETCHING,
             started_at=moment,
@@ -231,10 +251,11 @@ class JobStore:
             raise ValueError("report() cannot change the status; use a transition")
         return self._apply("report", job_id, **fields)
 
-    def succeed(self, job_id: str, results: list[str], frames_done: int) -> bool:
+    def succeed(self, job_id: str, results: list[str], frames_done: int, *, actor: str = "") -> bool:
         return self._apply(
             "succeed",
             job_id,
+            actor=actor,
             stage=JobStage.DONE,
             progress=1.0,
             frames_done=frames_done,
@@ -242,13 +263,15 @@ class JobStore:
             finished_at=now(),
         )
 
-    def fail(self, job_id: str, error: ServiceError, *, only_if: tuple[JobStatus, ...] = ()) -> bool:
-        return self._apply("fail", job_id, only_if=only_if, error=error.to_dict(), finished_at=now())
+    def fail(self, job_id: str, error: ServiceError, *, only_if: tuple[JobStatus, ...] = (), actor: str = "") -> bool:
+        return self._apply(
+            "fail", job_id, only_if=only_if, actor=actor, why=error.code.value, error=error.to_dict(), finished_at=now()
+        )
 
-    def cancel(self, job_id: str, *, only_if: tuple[JobStatus, ...] = ()) -> bool:
-        return self._apply("cancel", job_id, only_if=only_if, finished_at=now())
+    def cancel(self, job_id: str, *, only_if: tuple[JobStatus, ...] = (), actor: str = "") -> bool:
+        return self._apply("cancel", job_id, only_if=only_if, actor=actor, finished_at=now())
 
-    def retry(self, job_id: str, reason: str, *, worker: str | None = None) -> bool:
+    def retry(self, job_id: str, reason: str, *, worker: str | None = None, actor: str = "") -> bool:
         """Back to the queue after its worker was lost. With `worker`, only while that worker
         still holds it (so two reconcilers cannot both act on one loss)."""
         if worker is not None:
@@ -258,6 +281,8 @@ class JobStore:
         return self._apply(
             "retry",
             job_id,
+            actor=actor,
+            why=reason,
             stage=JobStage.QUEUED,
             progress=0.0,
             frames_done=0,
@@ -269,13 +294,24 @@ class JobStore:
         )
 
     def _apply(
-        self, name: str, job_id: str, *, only_if: tuple[JobStatus, ...] = (), increment: str = "", **fields: Any
+        self,
+        name: str,
+        job_id: str,
+        *,
+        only_if: tuple[JobStatus, ...] = (),
+        increment: str = "",
+        actor: str = "",
+        why: str = "",
+        **fields: Any,
     ) -> bool:
         transition = TRANSITIONS[name]
         sources = tuple(s for s in JobStatus if s in transition.sources and (not only_if or s in only_if))
         if transition.target is not None:
             fields["status"] = transition.target
-        return self.update(job_id, only_if=sources, increment=increment, **fields)
+        applied = self.update(job_id, only_if=sources, increment=increment, **fields)
+        if applied and transition.target is not None:  # a change of status, not a progress report
+            audit(f"job.{transition.target.value}", actor=actor, job_id=job_id, **({"reason": why} if why else {}))
+        return applied
 
     def update(self, job_id: str, *, only_if: tuple[JobStatus, ...] = (), increment: str = "", **fields: Any) -> bool:
         """The compare-and-set under every transition: set fields atomically, only while the job
@@ -286,30 +322,51 @@ class JobStore:
         """
         if increment and increment not in JobRecord._INT_FIELDS:
             raise KeyError(f"cannot increment job field {increment!r}")
-        args: list[str] = [job_id, ",".join(status.value for status in only_if), self.keys.jobs_in(""), increment]
+        allowed = ",".join(status.value for status in only_if)
+        args: list[str] = [job_id, allowed, self.keys.jobs_in(""), increment, self.keys.owner_prefix()]
         for name, value in encode_fields(fields).items():
             args += [name, value]
         applied = self._update_if_status(keys=[self.keys.job(job_id), self.keys.job_events(job_id)], args=args)
         return int(applied) == 1
 
-    def delete(self, job_id: str) -> None:
+    def delete(self, job_id: str, *, actor: str = "") -> None:
+        owner = _text(self.redis.hget(self.keys.job(job_id), "owner") or "")
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(self.keys.job(job_id))
         pipe.zrem(self.keys.job_index(), job_id)
         for status in JobStatus:
             pipe.zrem(self.keys.jobs_in(status.value), job_id)
-        pipe.execute()
+        if owner:
+            pipe.zrem(self.keys.owner_jobs(owner), job_id)
+            for status in JobStatus:
+                pipe.zrem(self.keys.owner_jobs_in(owner, status.value), job_id)
+        deleted = pipe.execute()[0]
+        if deleted:
+            audit("job.deleted", actor=actor, job_id=job_id)
 
     # --- reading many ------------------------------------------------------------------
+    def _index(self, status: JobStatus | None, owner: str | None) -> str:
+        """The sorted set of job ids to read: all jobs, or one status, of everyone or of one owner."""
+        if owner is None:
+            return self.keys.job_index() if status is None else self.keys.jobs_in(status.value)
+        return self.keys.owner_jobs(owner) if status is None else self.keys.owner_jobs_in(owner, status.value)
+
     def ids(
-        self, status: JobStatus | None = None, start: int = 0, end: int = -1, *, newest_first: bool = True
+        self,
+        status: JobStatus | None = None,
+        start: int = 0,
+        end: int = -1,
+        *,
+        newest_first: bool = True,
+        owner: str | None = None,
     ) -> list[str]:
-        index = self.keys.job_index() if status is None else self.keys.jobs_in(status.value)
+        """Job ids, of every owner (`owner=None`) or of one API key."""
+        index = self._index(status, owner)
         raw: Any = self.redis.zrevrange(index, start, end) if newest_first else self.redis.zrange(index, start, end)
         return [_text(job_id) for job_id in raw]
 
-    def count(self, status: JobStatus | None = None) -> int:
-        return int(self.redis.zcard(self.keys.job_index() if status is None else self.keys.jobs_in(status.value)))
+    def count(self, status: JobStatus | None = None, *, owner: str | None = None) -> int:
+        return int(self.redis.zcard(self._index(status, owner)))
 
     def created_before(self, cutoff: float, statuses: frozenset[JobStatus], limit: int = 100) -> list[str]:
         """Ids of jobs in `statuses` created before `cutoff` (a Unix time), oldest first."""
@@ -319,11 +376,14 @@ class JobStore:
             found += [_text(job_id) for job_id in raw]
         return found[:limit]
 
-    def list(self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 20) -> tuple[list[JobRecord], int]:
-        """Newest first. Returns one page and the total number of matching jobs; reads only that page."""
-        total = self.count(status)
+    def list(
+        self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 20, owner: str | None = None
+    ) -> tuple[list[JobRecord], int]:
+        """Newest first, of every owner or of one. Returns one page and the total number of
+        matching jobs; reads only that page."""
+        total = self.count(status, owner=owner)
         pipe = self.redis.pipeline(transaction=False)
-        for job_id in self.ids(status, offset, offset + limit - 1):
+        for job_id in self.ids(status, offset, offset + limit - 1, owner=owner):
             pipe.hgetall(self.keys.job(job_id))
         records = [_record(raw) for raw in pipe.execute()]
         return [r for r in records if r is not None], total

@@ -69,6 +69,26 @@ class RedisKeys:
         """Sorted set: the ids of the jobs in one status, scored by creation time."""
         return f"{self.prefix}:jobs:{status}"
 
+    def owner_prefix(self) -> str:
+        """Start of every per-owner key below (the job store's Lua script appends to it)."""
+        return f"{self.prefix}:owner:"
+
+    def owner_jobs(self, owner: str) -> str:
+        """Sorted set: the ids of the jobs one API key created, scored by creation time."""
+        return f"{self.owner_prefix()}{owner}:jobs"
+
+    def owner_jobs_in(self, owner: str, status: str) -> str:
+        """Sorted set: one key's jobs in one status (the Lua script in shared/jobs.py builds the same name)."""
+        return f"{self.owner_jobs(owner)}:{status}"
+
+    def owner_uploads(self, owner: str) -> str:
+        """Sorted set: one key's uploads being received, scored by when their claim lapses (backend/limits.py)."""
+        return f"{self.owner_prefix()}{owner}:uploads"
+
+    def api_keys(self) -> str:
+        """Hash: API key id → its record, with the key's digest, never the key (shared/apikeys.py)."""
+        return f"{self.prefix}:api-keys"
+
     def status_index_marker(self) -> str:
         """String: present once the per-status sets were built for older records."""
         return f"{self.prefix}:jobs-indexed"

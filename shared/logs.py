@@ -29,7 +29,7 @@ import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from shared.settings import LogFormat, Settings, get_settings
 
@@ -41,6 +41,23 @@ _OURS = "_dance_handler"
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 # RQ colours queue names and job ids when stdout is a terminal: escape codes mean nothing in a log store.
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Secrets that could reach a line (uvicorn's access log prints query strings): the API's signed
+# `token=`, presigned URLs' signatures and credentials, bearer keys, API keys themselves.
+_SECRETS = (
+    (
+        re.compile(r"([?&](?:token|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature)=)[^&\s\"']+"),
+        r"\1REDACTED",
+    ),
+    (re.compile(r"(Bearer\s+)[^\s\"']+", re.IGNORECASE), r"\1REDACTED"),
+    (re.compile(r"\b(dak_[0-9a-f]{12}_)[A-Za-z0-9_-]{43}"), r"\1REDACTED"),
+)
+
+
+def redact(text: str) -> str:
+    """`text` with every secret it may hold replaced by REDACTED (the key id of an API key stays)."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 @contextlib.contextmanager
@@ -66,11 +83,11 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record: time (ISO 8601, UTC), level, logger, message, job_id, exc_info."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
+        message = redact(record.getMessage())
         if "\x1b" in message:
             message = _ANSI.sub("", message)
         moment = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        line: dict[str, str] = {
+        line: dict[str, Any] = {
             "time": moment.replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
@@ -79,10 +96,13 @@ class JsonFormatter(logging.Formatter):
         job_id = _job_id_of(record)
         if job_id:
             line["job_id"] = job_id
+        event = getattr(record, "audit", None)
+        if isinstance(event, dict):
+            line["audit"] = event
         if record.exc_info:
-            line["exc_info"] = self.formatException(record.exc_info)
+            line["exc_info"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:
-            line["exc_info"] = record.exc_text
+            line["exc_info"] = redact(record.exc_text)
         if record.stack_info:
             line["stack_info"] = self.formatStack(record.stack_info)
         return json.dumps(line, ensure_ascii=False)
@@ -97,7 +117,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         job_id = _job_id_of(record)
         record.job_tag = f" [job {job_id}]" if job_id else ""
-        return super().format(record)
+        return redact(super().format(record))
 
 
 def formatter_for(log_format: LogFormat) -> logging.Formatter:

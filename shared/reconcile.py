@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 _RQ_WAITING = {"queued", "scheduled", "deferred"}
 # A record is written just before its RQ job: give enqueueing (and a worker's start) this long.
 ENQUEUE_GRACE_SECONDS = 10.0
+# Who the audit lines (shared/audit.py) name for what the reconciler does to jobs of lost workers.
+RECONCILER = "reconciler"
 RETENTION_EVERY_SECONDS = 600.0
 
 
@@ -102,7 +104,7 @@ class Reconciler:
         # Whatever the lost run wrote goes first: a retry or a failure never shows part of a result set.
         self.storage.purge_prefix(results_prefix(record.job_id))
         if record.attempts < record.max_attempts:
-            if not self.store.retry(record.job_id, reason, worker=record.worker):
+            if not self.store.retry(record.job_id, reason, worker=record.worker, actor=RECONCILER):
                 return None
             if requeue:
                 requeue_analysis(self.queue, self.settings, record.job_id)
@@ -118,7 +120,7 @@ class Reconciler:
         current = self.store.get(record.job_id)
         if current is None or current.worker != record.worker:
             return None  # deleted, or another reconciler already acted on this loss
-        if not self.store.fail(record.job_id, error, only_if=(JobStatus.RUNNING,)):
+        if not self.store.fail(record.job_id, error, only_if=(JobStatus.RUNNING,), actor=RECONCILER):
             return None
         mark_rq_failed(self.queue, record.job_id, f"WORKER_LOST: {reason}")
         log.error("job %s: %s; failed after %d attempts", record.job_id, reason, record.attempts)
@@ -173,7 +175,7 @@ class Reconciler:
                 continue
             if not self.storage.exists(record.source_key):
                 error = ServiceError(ErrorCode.SOURCE_MISSING, "The uploaded video is no longer in storage.")
-                if self.store.fail(record.job_id, error, only_if=(JobStatus.QUEUED,)):
+                if self.store.fail(record.job_id, error, only_if=(JobStatus.QUEUED,), actor=RECONCILER):
                     log.error("job %s: queued, but its upload is gone; failed", record.job_id)
                 continue
             requeue_analysis(self.queue, self.settings, record.job_id)
@@ -203,14 +205,14 @@ class Reconciler:
         return aborted
 
     # --- removal ---------------------------------------------------------------------------
-    def purge(self, job_id: str) -> None:
+    def purge(self, job_id: str, *, actor: str = "") -> None:
         """Remove a job completely: its files, unfinished uploads, record and RQ job."""
         for prefix in job_prefixes(job_id):
             self.storage.purge_prefix(prefix)
         job = fetch_rq_job(self.queue, job_id)
         if job is not None:
             job.delete(remove_from_queue=True)
-        self.store.delete(job_id)
+        self.store.delete(job_id, actor=actor)
 
     def expire(self, limit: int = 100) -> list[str]:
         """Remove finished jobs created more than `retention_days` ago (none when it is 0)."""
@@ -219,7 +221,7 @@ class Reconciler:
         cutoff = time.time() - self.settings.retention_days * 86400
         expired = self.store.created_before(cutoff, FINAL_STATUSES, limit)
         for job_id in expired:
-            self.purge(job_id)
+            self.purge(job_id, actor=f"retention ({self.settings.retention_days:g} days)")
         if expired:
             log.info("removed %d job(s) older than %g days", len(expired), self.settings.retention_days)
         return expired

@@ -30,8 +30,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def settings_for(s3: S3Server, **overrides: Any) -> Settings:
-    """Settings pointed at `s3` (public endpoint too, so results can be presigned)."""
+    """Settings pointed at `s3` (public endpoint too, so results can be presigned).
+
+    The API runs open (no keys), as `manage.sh local` may, for the tests of everything but
+    who may call it; tests/service/test_auth.py runs those rules with keys, and
+    `tests.auth.keyed` turns any of these settings into ones that need keys."""
     values: dict[str, Any] = {
+        "api_auth": "open",
+        # TestClient's requests say `Host: testserver`.
+        "allowed_hosts": "127.0.0.1,localhost,testserver",
         "s3_endpoint_url": s3.endpoint_url,
         "s3_public_endpoint_url": s3.endpoint_url,
         "s3_access_key": s3.access_key,

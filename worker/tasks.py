@@ -74,7 +74,7 @@ def _run_attempt(ctx: WorkerContext, record: JobRecord) -> str:
     try:
         with reporter, scratch.job_dir(ctx.settings.work_dir, job_id) as tmp:
             results = _run_through_outages(ctx, record, reporter, Path(tmp))
-        if not ctx.store.succeed(job_id, results, frames_done=reporter.frames_total):
+        if not ctx.store.succeed(job_id, results, frames_done=reporter.frames_total, actor=f"worker:{ctx.worker_name}"):
             raise JobCanceled(job_id)
         outcome = JobStatus.SUCCEEDED
         return outcome.value
@@ -227,5 +227,5 @@ def _run_stages(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tm
 
 def _fail(ctx: WorkerContext, job_id: str, error: ServiceError) -> None:
     upload.discard_results(ctx.storage, job_id)
-    ctx.store.fail(job_id, error, only_if=(JobStatus.RUNNING,))
+    ctx.store.fail(job_id, error, only_if=(JobStatus.RUNNING,), actor=f"worker:{ctx.worker_name}")
     log.warning("job %s failed: %s %s", job_id, error.code.value, error.message)

@@ -17,8 +17,10 @@ from fastapi.responses import JSONResponse
 from rq import Queue
 from starlette.concurrency import run_in_threadpool
 
-from backend.deps import QueueDep, SettingsDep, StorageDep, StoreDep
+from backend.auth import CallerDep
+from backend.deps import LimitsDep, QueueDep, SettingsDep, StorageDep, StoreDep
 from backend.errors import error_responses
+from backend.limits import renewing
 from backend.upload import StreamingUpload
 from backend.views import JobAccepted, api_base
 from shared.errors import ErrorCode, ServiceError
@@ -59,11 +61,21 @@ _OPENAPI_BODY = {
     status_code=202,
     response_model=JobAccepted,
     openapi_extra=_OPENAPI_BODY,
-    responses=error_responses(413, 415, 422, 503),
+    responses=error_responses(401, 413, 415, 422, 429, 503),
 )
 async def analyze(
-    request: Request, settings: SettingsDep, storage: StorageDep, store: StoreDep, queue: QueueDep
+    request: Request,
+    caller: CallerDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    store: StoreDep,
+    queue: QueueDep,
+    limits: LimitsDep,
 ) -> JSONResponse:
+    """Upload a video (multipart field `file`) for analysis; the job belongs to the caller's key.
+
+    429 RATE_LIMITED (with Retry-After) when the key has too many jobs waiting or running,
+    or too many uploads arriving at once."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + _ENVELOPE_SLACK:
         raise ServiceError(
@@ -80,9 +92,11 @@ async def analyze(
             ErrorCode.QUEUE_UNAVAILABLE, "The job queue (Redis) is unavailable.", {"reason": str(exc)}
         ) from exc
 
+    await run_in_threadpool(limits.check_queue, caller)
     job_id = uuid.uuid4().hex
     upload = StreamingUpload(storage, settings.max_upload_bytes, lambda ext: upload_key(job_id, ext))
-    result = await upload.consume(request.headers.get("content-type", ""), request.stream())
+    async with limits.upload_slot(caller) as claim:
+        result = await upload.consume(request.headers.get("content-type", ""), renewing(request.stream(), claim))
     if result.file is None:
         raise ServiceError(ErrorCode.MISSING_FILE, "Attach the video in the form field 'file'.")
     source = result.file
@@ -105,8 +119,9 @@ async def analyze(
             filename=source.filename,
             size_bytes=source.size,
             max_attempts=settings.max_attempts,
+            owner=caller.key_id,
         )
-        await run_in_threadpool(_record_and_enqueue, store, queue, settings, record)
+        await run_in_threadpool(_record_and_enqueue, store, queue, settings, record, caller.label)
     except BaseException:
         # No object without a job.
         with contextlib.suppress(ServiceError):
@@ -122,9 +137,9 @@ async def analyze(
     return JSONResponse(accepted.model_dump(mode="json"), status_code=202, headers={"Location": accepted.status_url})
 
 
-def _record_and_enqueue(store: JobStore, queue: Queue, settings: Settings, record: JobRecord) -> None:
+def _record_and_enqueue(store: JobStore, queue: Queue, settings: Settings, record: JobRecord, actor: str) -> None:
     try:
-        store.create(record)
+        store.create(record, actor=actor)
     except Exception as exc:
         raise ServiceError(
             ErrorCode.QUEUE_UNAVAILABLE, "The job queue (Redis) is unavailable.", {"reason": str(exc)}
@@ -134,5 +149,5 @@ def _record_and_enqueue(store: JobStore, queue: Queue, settings: Settings, recor
     except Exception as exc:
         # No job record without a queued job.
         with contextlib.suppress(Exception):
-            store.delete(record.job_id)
+            store.delete(record.job_id, actor=actor)
         raise ServiceError(ErrorCode.QUEUE_UNAVAILABLE, "The job could not be queued.", {"reason": str(exc)}) from exc

@@ -23,16 +23,19 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
 
 import anyio
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
-from backend.deps import ReaderDep, ReconcilerDep, SettingsDep, StorageDep, StoreDep
+from backend.auth import EVENTS_TOKEN_SECONDS, CallerDep, LinkSigner, caller_of_link
+from backend.deps import ReaderDep, ReconcilerDep, SettingsDep, StoreDep
 from backend.errors import error_responses
 from backend.routes.jobs import read_job
-from backend.views import JobView, api_base, job_view
+from backend.views import JobView, api_base, viewer_for
 from shared.errors import ErrorCode, ServiceError
 from shared.jobs import JobStore
 from shared.settings import Settings
@@ -60,7 +63,7 @@ def _event(view: JobView) -> str:
             "content": {"text/event-stream": {}},
             "description": "A stream of events, each carrying the job view (as `GET /jobs/{job_id}`).",
         },
-        **error_responses(404, 503),
+        **error_responses(401, 404, 503),
     },
 )
 async def job_events(
@@ -69,22 +72,28 @@ async def job_events(
     reader: ReaderDep,
     reconciler: ReconcilerDep,
     store: StoreDep,
-    storage: StorageDep,
     settings: SettingsDep,
+    token: Annotated[
+        str | None, Query(description="From POST /jobs/{job_id}/events/token, instead of the key.")
+    ] = None,
 ) -> StreamingResponse:
-    """Push the job's status: now, on every change, and a last time when it ends."""
+    """Push the job's status: now, on every change, and a last time when it ends.
+
+    With the key in the header (fetch-based clients), or, for a browser's `EventSource`,
+    which cannot send one, the short-lived signed link from `POST /jobs/{job_id}/events/token`."""
+    caller = await caller_of_link(request, job_id, "events")
     # Unknown job (or Redis down): a normal JSON error envelope, before any stream starts.
-    await read_job(reader, reconciler, job_id)
-    base = api_base(settings, str(request.base_url))
+    await read_job(reader, reconciler, job_id, caller)
+    viewer = viewer_for(request, caller)
 
     async def current() -> JobView | None:
         try:
-            record = await read_job(reader, reconciler, job_id)
+            record = await read_job(reader, reconciler, job_id, caller)
         except ServiceError as exc:
             if exc.code is ErrorCode.JOB_NOT_FOUND:
                 return None
             raise
-        return job_view(record, storage, base)
+        return viewer(record)
 
     return StreamingResponse(
         _stream(request, job_id, current, store, settings),
@@ -146,3 +155,27 @@ async def _stream(
                 await client.aclose()
             except Exception:  # the connection is dropped either way
                 log.debug("closing the event subscription of %s failed", job_id, exc_info=True)
+
+
+class EventsLink(BaseModel):
+    events_url: str
+    token: str
+    expires_at: int
+
+
+@router.post("/{job_id}/events/token", response_model=EventsLink, responses=error_responses(401, 404, 503))
+async def events_token(
+    job_id: str,
+    request: Request,
+    caller: CallerDep,
+    reader: ReaderDep,
+    reconciler: ReconcilerDep,
+    settings: SettingsDep,
+) -> EventsLink:
+    """A link to the job's event stream for `EventSource`, valid for ten minutes (to connect; an
+    open stream is not cut). The key stays out of the URL, and so out of every access log."""
+    await read_job(reader, reconciler, job_id, caller)
+    signer: LinkSigner = request.app.state.links
+    token, expires = signer.sign(job_id, "events", caller.key_id, EVENTS_TOKEN_SECONDS)
+    url = f"{api_base(settings, str(request.base_url))}/jobs/{job_id}/events?token={token}"
+    return EventsLink(events_url=url, token=token, expires_at=expires)

@@ -10,14 +10,16 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from backend.deps import ReaderDep, ReconcilerDep, SettingsDep, StorageDep, StoreDep
+from backend.auth import Caller, CallerDep, caller_of_link
+from backend.deps import ReaderDep, ReconcilerDep, StorageDep, StoreDep
 from backend.errors import envelope, error_responses
-from backend.views import JobPage, JobView, api_base, job_view
+from backend.views import JobPage, JobView, ViewerDep
 from shared.errors import ErrorCode, ServiceError
 from shared.jobs import AsyncJobReader, JobRecord, JobStatus
 from shared.keys import ResultName, result_key
 from shared.queue import mark_rq_canceled
 from shared.reconcile import Reconciler
+from shared.storage import Storage
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -45,17 +47,18 @@ def checked(reconciler: Reconciler, record: JobRecord) -> JobRecord:
         return record
 
 
-def load_job(reconciler: Reconciler, job_id: str) -> JobRecord:
+def load_job(reconciler: Reconciler, job_id: str, caller: Caller) -> JobRecord:
+    """The caller's job; another key's job does not exist for it (404, as an unknown id)."""
     record = reconciler.store.get(job_id) if _JOB_ID.match(job_id) else None
-    if record is None:
+    if record is None or not caller.owns(record):
         raise _not_found(job_id)
     return checked(reconciler, record)
 
 
-async def read_job(reader: AsyncJobReader, reconciler: Reconciler, job_id: str) -> JobRecord:
+async def read_job(reader: AsyncJobReader, reconciler: Reconciler, job_id: str, caller: Caller) -> JobRecord:
     """`load_job` for the hot polling path: no thread hop unless a running job's heartbeat is late."""
     record = await reader.get(job_id) if _JOB_ID.match(job_id) else None
-    if record is None:
+    if record is None or not caller.owns(record):
         raise _not_found(job_id)
     if (
         record.status is JobStatus.RUNNING
@@ -65,35 +68,28 @@ async def read_job(reader: AsyncJobReader, reconciler: Reconciler, job_id: str) 
     return record
 
 
-@router.get("", response_model=JobPage, responses=error_responses(503))
+@router.get("", response_model=JobPage, responses=error_responses(401, 503))
 def list_jobs(
-    request: Request,
+    caller: CallerDep,
     store: StoreDep,
     reconciler: ReconcilerDep,
-    storage: StorageDep,
-    settings: SettingsDep,
+    viewer: ViewerDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> JobPage:
-    """Newest first."""
-    records, total = store.list(status=status, offset=offset, limit=limit)
-    base = api_base(settings, str(request.base_url))
-    views = [job_view(checked(reconciler, r), storage, base) for r in records]
+    """The caller's jobs (an admin key's: everyone's), newest first."""
+    records, total = store.list(status=status, offset=offset, limit=limit, owner=caller.owner_filter)
+    views = [viewer(checked(reconciler, r)) for r in records]
     return JobPage(jobs=views, total=total, offset=offset, limit=limit)
 
 
-@router.get("/{job_id}", response_model=JobView, responses=error_responses(404, 503))
+@router.get("/{job_id}", response_model=JobView, responses=error_responses(401, 404, 503))
 async def get_job(
-    job_id: str,
-    request: Request,
-    reader: ReaderDep,
-    reconciler: ReconcilerDep,
-    storage: StorageDep,
-    settings: SettingsDep,
+    job_id: str, caller: CallerDep, reader: ReaderDep, reconciler: ReconcilerDep, viewer: ViewerDep
 ) -> JobView:
-    record = await read_job(reader, reconciler, job_id)
-    return job_view(record, storage, api_base(settings, str(request.base_url)))
+    record = await read_job(reader, reconciler, job_id, caller)
+    return viewer(record)
 
 
 def _position(digits: str) -> int:
@@ -147,17 +143,27 @@ _RANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/{job_id}/results/{name}", responses={**_RANGE_RESPONSES, **error_responses(404, 409, 503)})
-def get_result(
+@router.get("/{job_id}/results/{name}", responses={**_RANGE_RESPONSES, **error_responses(401, 404, 409, 503)})
+async def get_result(
     job_id: str,
     name: str,
+    request: Request,
     reconciler: ReconcilerDep,
     storage: StorageDep,
-    settings: SettingsDep,
     range_header: Annotated[str | None, Header(alias="Range")] = None,
+    token: Annotated[str | None, Query(description="A signed link's token, instead of the key.")] = None,
 ) -> Response:
-    """Stream one result file (with HTTP Range support, so video players can seek)."""
-    record = load_job(reconciler, job_id)
+    """Stream one result file (with HTTP Range support, so video players can seek).
+
+    With the key in the header, or through the signed link of the job view's `results`."""
+    caller = await caller_of_link(request, job_id, f"result:{name}")
+    return await run_in_threadpool(_result_response, reconciler, storage, job_id, name, caller, range_header)
+
+
+def _result_response(
+    reconciler: Reconciler, storage: Storage, job_id: str, name: str, caller: Caller, range_header: str | None
+) -> Response:
+    record = load_job(reconciler, job_id, caller)
     try:
         result = ResultName(name)
     except ValueError:
@@ -195,14 +201,12 @@ def get_result(
     )
 
 
-@router.post("/{job_id}/cancel", response_model=JobView, responses=error_responses(404, 409, 503))
-def cancel_job(
-    job_id: str, request: Request, reconciler: ReconcilerDep, storage: StorageDep, settings: SettingsDep
-) -> JobView:
+@router.post("/{job_id}/cancel", response_model=JobView, responses=error_responses(401, 404, 409, 503))
+def cancel_job(job_id: str, caller: CallerDep, reconciler: ReconcilerDep, viewer: ViewerDep) -> JobView:
     """A queued job never runs; a running one stops at its next progress report (within seconds)."""
-    record = load_job(reconciler, job_id)
-    if record.status.is_final or not reconciler.store.cancel(job_id):
-        record = load_job(reconciler, job_id)
+    record = load_job(reconciler, job_id, caller)
+    if record.status.is_final or not reconciler.store.cancel(job_id, actor=caller.label):
+        record = load_job(reconciler, job_id, caller)
         raise ServiceError(
             ErrorCode.JOB_ALREADY_FINISHED,
             f"The job has already finished ({record.status.value}); there is nothing to cancel.",
@@ -211,21 +215,23 @@ def cancel_job(
     if record.status is JobStatus.QUEUED:
         # The worker also skips jobs that are no longer queued; this shows it canceled in RQ at once.
         mark_rq_canceled(reconciler.queue, job_id)
-    return job_view(load_job(reconciler, job_id), storage, api_base(settings, str(request.base_url)))
+    return viewer(load_job(reconciler, job_id, caller))
 
 
-@router.delete("/{job_id}", status_code=204, responses=error_responses(404, 409, 503))
-def delete_job(job_id: str, reconciler: ReconcilerDep) -> Response:
+@router.delete("/{job_id}", status_code=204, responses=error_responses(401, 404, 409, 503))
+def delete_job(job_id: str, caller: CallerDep, reconciler: ReconcilerDep) -> Response:
     """Remove the job record and every file of the job, unfinished uploads included.
     A running job must be canceled first."""
-    record = load_job(reconciler, job_id)
+    record = load_job(reconciler, job_id, caller)
     if record.status is JobStatus.RUNNING:
         raise ServiceError(
             ErrorCode.JOB_RUNNING,
             "The job is running; cancel it first, then delete it.",
             {"status": record.status.value, "cancel_url": f"/jobs/{job_id}/cancel"},
         )
-    if record.status is JobStatus.QUEUED and not reconciler.store.cancel(job_id, only_if=(JobStatus.QUEUED,)):
+    if record.status is JobStatus.QUEUED and not reconciler.store.cancel(
+        job_id, only_if=(JobStatus.QUEUED,), actor=caller.label
+    ):
         raise ServiceError(ErrorCode.JOB_RUNNING, "The job just started; cancel it first, then delete it.")
-    reconciler.purge(job_id)
+    reconciler.purge(job_id, actor=caller.label)
     return Response(status_code=204)

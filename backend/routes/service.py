@@ -9,16 +9,41 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from backend.auth import CallerDep
 from backend.deps import RedisDep, SettingsDep, StorageDep
+from backend.errors import error_responses
 from shared import __version__
-from shared.errors import ServiceError
+from shared.errors import ServiceError, hide_addresses
 
 router = APIRouter(tags=["service"])
 
 
 @router.get("/")
 async def service_info(settings: SettingsDep) -> dict[str, Any]:
-    return {"service": "dance-analysis", "version": __version__, "mode": settings.mode, "docs": "/docs", "web": "/app/"}
+    """What runs here; `auth` says whether calls need an API key (`keys`) or not (`open`)."""
+    return {
+        "service": "dance-analysis",
+        "version": __version__,
+        "mode": settings.mode,
+        "auth": settings.api_auth,
+        "docs": "/docs",
+        "web": "/app/",
+    }
+
+
+class Me(BaseModel):
+    """The key a request was made with (none with API_AUTH=open)."""
+
+    auth: Literal["keys", "open"]
+    key_id: str
+    name: str
+    admin: bool
+
+
+@router.get("/me", response_model=Me, responses=error_responses(401, 503))
+async def whoami(caller: CallerDep, settings: SettingsDep) -> Me:
+    """Check a key: who it is and whether it sees every job (admin)."""
+    return Me(auth=settings.api_auth, key_id=caller.key_id, name=caller.name, admin=caller.admin)
 
 
 class HealthReport(BaseModel):
@@ -41,12 +66,12 @@ async def health(redis_client: RedisDep, storage: StorageDep) -> JSONResponse:
         await run_in_threadpool(redis_client.ping)
         checks["redis"] = "ok"
     except Exception as exc:
-        checks["redis"], details["redis"] = "error", str(exc)
+        checks["redis"], details["redis"] = "error", hide_addresses(str(exc))
     try:
         await run_in_threadpool(storage.ping)
         checks["storage"] = "ok"
     except ServiceError as exc:
-        checks["storage"], details["storage"] = "error", str(exc.details.get("reason", exc.message))
+        checks["storage"], details["storage"] = "error", hide_addresses(str(exc.details.get("reason", exc.message)))
     healthy = all(state == "ok" for state in checks.values())
     body: dict[str, Any] = {"status": "ok" if healthy else "error", "dependencies": checks}
     if details:

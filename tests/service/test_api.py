@@ -421,7 +421,8 @@ def test_client_that_disconnects_mid_upload_leaves_nothing(settings: Settings, c
         body_size = 40 * 1024 * 1024
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.sendall(
-                f"POST /analyze HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+                "POST /analyze HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
                 f"Content-Length: {body_size}\r\n\r\n".encode()
             )
             sock.sendall(head + clip.read_bytes() + b"\0" * (12 * 1024 * 1024))  # two 5 MB parts stored
