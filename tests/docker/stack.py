@@ -13,12 +13,17 @@ Used by tests/docker/test_container_smoke.py. What it does, in order:
    locally added ones, /usr/local/share/ca-certificates) go in as the `extra_ca_certs` build
    secret; torch comes from PyPI when download.pytorch.org is unreachable.
 5. **Start.** `./manage.sh cpu start` with a settings file of its own (MANAGE_ENV_FILE), its
-   own project name and free ports, so it never meets a stack someone else runs.
+   own project name and free ports, so it never meets a stack someone else runs. It runs as an
+   operator's would: ENVIRONMENT=production (Compose's default) with fresh random secrets, so
+   every container applies the production rules; then `./manage.sh cpu keys create smoke
+   --admin --json` makes the API key every call of the tests sends.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -46,6 +51,12 @@ class ComposeStack:
     api: str
     dashboard: str
     notes: list[str] = field(default_factory=list)  # what was done differently here, and why
+    api_key: str = ""  # an admin key, made with ./manage.sh cpu keys create once the stack runs
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The headers of an API call with the stack's key."""
+        return {"Authorization": f"Bearer {self.api_key}"}
 
     def run(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -190,10 +201,15 @@ def start_stack(workdir: Path, report: Callable[[str], None]) -> Iterator[Compos
         api_port, s3_port, console_port, redis_port, dashboard_port = free_ports(5)
         settings = {
             "COMPOSE_PROJECT_NAME": PROJECT,
+            # Production (Compose's default, said here too) with secrets as `./manage.sh init` makes them.
+            "ENVIRONMENT": "production",
+            "API_AUTH": "keys",
             "MINIO_ROOT_USER": "smoke-admin",
-            "MINIO_ROOT_PASSWORD": "smoke-password-0123456789",
+            "MINIO_ROOT_PASSWORD": secrets.token_hex(32),
             "RQ_DASHBOARD_USERNAME": "operator",
-            "RQ_DASHBOARD_PASSWORD": "dashboard-password-0123",
+            "RQ_DASHBOARD_PASSWORD": secrets.token_hex(32),
+            "SECRET_KEY": secrets.token_hex(32),
+            "METRICS_TOKEN": secrets.token_hex(32),
             "BACKEND_PORT": str(api_port),
             "MINIO_API_PORT": str(s3_port),
             "MINIO_CONSOLE_PORT": str(console_port),
@@ -228,6 +244,9 @@ def start_stack(workdir: Path, report: Callable[[str], None]) -> Iterator[Compos
             # --wait: every service healthy, as an operator's deploy script would ask for.
             stack.manage("start", "--wait", timeout=3000)
             report(f"container smoke test: ./manage.sh cpu start took {time.monotonic() - began:.0f} s")
+            created = json.loads(stack.manage("keys", "create", "smoke", "--admin", "--json", timeout=120).stdout)
+            assert created["admin"] is True and created["name"] == "smoke", created
+            stack.api_key = created["key"]
             yield stack
         finally:
             done = stack.manage("clean", "--yes", timeout=600, check=False)

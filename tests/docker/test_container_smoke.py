@@ -6,11 +6,17 @@ API, the worker container analyses it, and the results come back through presign
 the S3 server's container. tests/docker/stack.py says how it copes with a machine that cannot
 pull base images (stand-ins, said in the output). A cold run builds everything (about 10-15
 minutes here); a rerun uses the engine's build cache (about a minute).
+
+The stack runs as in production (ENVIRONMENT=production, fresh secrets), and every API call
+sends the admin key made with `./manage.sh cpu keys create`. The last test starts a second,
+throw-away project from the same images with a CHANGE-ME storage password and checks that it
+does not start, while the first stack keeps running.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import subprocess
 import time
@@ -26,7 +32,9 @@ import pytest
 
 from shared.result_schemas import validate
 from tests.clips import PEOPLE_IN_PHOTO, make_pan_clip, package_photo
+from tests.docker.conftest import REPO
 from tests.docker.stack import ComposeStack, start_stack
+from tests.services import free_ports
 from tests.tools import find_tool, missing_tool
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(3600)]
@@ -63,11 +71,11 @@ def fetch(url: str) -> bytes:
         return response.read()
 
 
-def wait_for_job(api: str, job_id: str, timeout: float) -> dict[str, Any]:
+def wait_for_job(stack: ComposeStack, job_id: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     job: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        job = httpx.get(f"{api}/jobs/{job_id}", timeout=30).json()
+        job = httpx.get(f"{stack.api}/jobs/{job_id}", headers=stack.auth, timeout=30).json()
         if job["status"] in {"succeeded", "failed", "canceled"}:
             return job
         time.sleep(0.5)
@@ -82,10 +90,11 @@ def test_a_real_job_runs_and_its_results_download_through_presigned_links(
             f"{stack.api}/analyze",
             files={"file": (clip.name, handle, "video/mp4")},
             data={"profile": "fast"},
+            headers=stack.auth,
             timeout=60,
         )
     assert accepted.status_code == 202, accepted.text
-    job = wait_for_job(stack.api, accepted.json()["job_id"], timeout=600)
+    job = wait_for_job(stack, accepted.json()["job_id"], timeout=600)
     assert job["status"] == "succeeded", job
     assert set(job["results"]) == RESULTS
 
@@ -192,7 +201,11 @@ def test_the_operator_s_view_counts_the_job(stack: ComposeStack) -> None:
     assert len(view["workers"]) == 1 and view["workers"][0]["heartbeat_age_seconds"] < 60, view
     assert view["failures"] == [], view
 
-    metrics = httpx.get(f"{stack.api}/metrics", timeout=30)
+    # Prometheus' credential (the Compose secret metrics_token holds the same value); an admin key works too.
+    token = {"Authorization": f"Bearer {stack.settings['METRICS_TOKEN']}"}
+    assert httpx.get(f"{stack.api}/metrics", timeout=30).status_code == 401
+    assert httpx.get(f"{stack.api}/metrics", headers=stack.auth, timeout=30).status_code == 200
+    metrics = httpx.get(f"{stack.api}/metrics", headers=token, timeout=30)
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     values = {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
@@ -212,3 +225,99 @@ def test_the_worker_logs_json_with_the_job_id(stack: ComposeStack) -> None:
     with_job = [record for record in records if record.get("job_id")]
     assert with_job, "no line carried a job id"
     assert {"time", "level", "logger", "message"} <= set(with_job[0])
+
+
+def test_the_api_needs_a_key(stack: ComposeStack) -> None:
+    """No key, or a wrong one: 401 with the error envelope; the stack's admin key: the jobs."""
+    for headers in ({}, {"Authorization": "Bearer dak_000000000000_" + "x" * 43}):
+        answer = httpx.get(f"{stack.api}/jobs", headers=headers, timeout=30)
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"]["code"], answer.text
+    assert httpx.get(f"{stack.api}/jobs", headers=stack.auth, timeout=30).status_code == 200
+    assert httpx.get(f"{stack.api}/health", timeout=30).status_code == 200  # health stays open
+
+
+def test_test_upload_sends_the_key(stack: ComposeStack, clip: Path) -> None:
+    """`./manage.sh cpu test-upload` with API_KEY in the environment runs a job to the end; without it, 401."""
+    with_key = dataclasses.replace(stack, env={**stack.env, "API_KEY": stack.api_key})
+    done = with_key.manage("test-upload", str(clip), "--profile", "fast", timeout=900)
+    assert "status=succeeded" in done.stdout and "poses.json" in done.stdout, done.stdout
+    refused = stack.manage("test-upload", str(clip), check=False, timeout=120)
+    assert refused.returncode != 0
+    assert "HTTP 401" in refused.stderr and "keys create" in refused.stderr, refused.stderr
+
+
+REFUSED_PROJECT = "dance-smoke-refused"
+
+
+def test_compose_with_a_change_me_secret_does_not_start(stack: ComposeStack, tmp_path: Path) -> None:
+    """The containers' own check, without manage.sh's: `docker compose up` of a second project from
+    the same images, with the storage password left as CHANGE-ME. The bucket one-shot and the API
+    refuse to start and name the setting; the smoke stack (another project) runs on untouched."""
+    api_port, s3_port, console_port, redis_port, dashboard_port = free_ports(5)
+    settings = {
+        **stack.settings,
+        "COMPOSE_PROJECT_NAME": REFUSED_PROJECT,
+        "MINIO_ROOT_PASSWORD": "CHANGE-ME-smoke-refused",  # long enough for the S3 server itself
+        "BACKEND_PORT": str(api_port),
+        "MINIO_API_PORT": str(s3_port),
+        "MINIO_CONSOLE_PORT": str(console_port),
+        "REDIS_PORT": str(redis_port),
+        "RQ_DASHBOARD_PORT": str(dashboard_port),
+        "S3_PUBLIC_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+    }
+    envfile = tmp_path / "refused.env"
+    envfile.write_text("".join(f"{name}={value}\n" for name, value in settings.items()))
+    project = ("compose", "--project-directory", str(REPO), "--env-file", str(envfile), "-p", REFUSED_PROJECT)
+    try:
+        # ./manage.sh refuses first, naming the setting, and creates no container.
+        operator = dataclasses.replace(stack, env={**stack.env, "MANAGE_ENV_FILE": str(envfile)})
+        refused = operator.manage("start", "--no-build", check=False, timeout=120)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "MINIO_ROOT_PASSWORD is a CHANGE-ME placeholder" in refused.stderr, refused.stderr
+        assert _ps(stack.docker(*project, "ps", "--all", "--format", "json").stdout) == []
+
+        # Past manage.sh, Compose starts S3 and Redis, and the bucket one-shot refuses: the API never starts.
+        up = stack.docker(*project, "up", "--detach", "--no-build", "backend", check=False, timeout=600)
+        assert up.returncode != 0, up.stdout + up.stderr
+        assert "create-bucket" in up.stderr, up.stderr
+        states = {
+            entry["Service"]: entry for entry in _ps(stack.docker(*project, "ps", "--all", "--format", "json").stdout)
+        }
+        assert states["create-bucket"]["State"] == "exited" and states["create-bucket"]["ExitCode"] != 0, states
+        assert states.get("backend", {}).get("State") in {None, "created"}, states  # never started
+        log = stack.docker(*project, "logs", "--no-color", "create-bucket").stdout
+        assert "ENVIRONMENT=production refuses to start" in log and "S3_SECRET_KEY" in log, log[-2000:]
+        # No secret, not even a part of one, is in the log (pydantic's errors quote their input unless told not to).
+        assert not _leaked(log, settings), log[-2000:]
+
+        # The API on its own (no bucket one-shot in front of it) refuses the same way.
+        api = stack.docker(*project, "run", "--rm", "--no-deps", "-T", "backend", check=False, timeout=300)
+        assert api.returncode != 0, api.stdout + api.stderr
+        assert "S3_SECRET_KEY" in api.stdout + api.stderr, (api.stdout + api.stderr)[-2000:]
+        assert not _leaked(api.stdout + api.stderr, settings)
+    finally:
+        stack.docker(*project, "down", "--volumes", "--remove-orphans", check=False, timeout=300)
+    # The smoke stack was never touched.
+    assert httpx.get(f"{stack.api}/health", timeout=30).json()["status"] == "ok"
+    assert httpx.get(f"{stack.api}/jobs", headers=stack.auth, timeout=30).status_code == 200
+
+
+SECRET_SETTINGS = ("MINIO_ROOT_PASSWORD", "RQ_DASHBOARD_PASSWORD", "SECRET_KEY", "METRICS_TOKEN")
+
+
+def _leaked(log: str, settings: dict[str, str]) -> list[str]:
+    """The secrets of which 10 characters in a row appear in the log."""
+    return [
+        name
+        for name in SECRET_SETTINGS
+        if any(settings[name][i : i + 10] in log for i in range(len(settings[name]) - 9))
+    ]
+
+
+def _ps(output: str) -> list[dict[str, Any]]:
+    """`compose ps --format json`: one JSON array (older Compose) or one object a line."""
+    text = output.strip()
+    if text.startswith("["):
+        return list(json.loads(text))
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
