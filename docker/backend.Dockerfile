@@ -31,8 +31,10 @@ USER 10001:10001
 
 # ---------------------------------------------------------------------------------------------
 FROM base AS rq-dashboard
+# rq-dashboard behind its login, same-origin and Host checks; none of the API's code.
+COPY backend/__init__.py backend/dashboard.py backend/
 EXPOSE 9181
-CMD ["rq-dashboard", "--bind", "0.0.0.0", "--port", "9181", "--json"]
+CMD ["python", "-m", "backend.dashboard", "--host", "0.0.0.0", "--port", "9181"]
 
 # ---------------------------------------------------------------------------------------------
 FROM base AS api

@@ -333,10 +333,12 @@ start_worker() {
 }
 
 start_dashboard() {
-	# --json: jobs are enqueued with rq's JSONSerializer (shared/queue.py); without it the
-	# dashboard fails (HTTP 500) on job details and on finished jobs.
-	start_process dashboard rq-dashboard --bind 127.0.0.1 --port "$DASHBOARD_PORT" --redis-url "$REDIS_URL" --json
-	wait_ready dashboard "${READY_TIMEOUT:-60}" check_http_ok "$DASHBOARD_URL/"
+	# rq-dashboard behind a login (RQ_DASHBOARD_USERNAME / RQ_DASHBOARD_PASSWORD, exported by
+	# export_service_env), a same-origin rule for every change and a Host check; it reads the
+	# JSON-serialized jobs (backend/dashboard.py). Ready once it lets that login in.
+	start_process dashboard python -m backend.dashboard --host 127.0.0.1 --port "$DASHBOARD_PORT"
+	wait_ready dashboard "${READY_TIMEOUT:-60}" \
+		curl -sf -o /dev/null --max-time 5 -u "$RQ_DASHBOARD_USERNAME:$RQ_DASHBOARD_PASSWORD" "$DASHBOARD_URL/"
 }
 
 # --- commands ---------------------------------------------------------------------------------
@@ -464,7 +466,7 @@ URLs
   Web page      $API_URL/app/
   API           $API_URL
   API docs      $API_URL/docs
-  RQ dashboard  $DASHBOARD_URL
+  RQ dashboard  $DASHBOARD_URL  (user $RQ_DASHBOARD_USERNAME, password $RQ_DASHBOARD_PASSWORD)
   S3 endpoint   $S3_URL  (bucket $S3_BUCKET, access key $S3_ACCESS_KEY)
   Redis         $REDIS_URL
   Logs          $LOG_DIR/

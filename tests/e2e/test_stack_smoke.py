@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
+import urllib.error
 import urllib.request
 
 import pytest
@@ -33,9 +36,19 @@ def test_status_reports_every_service_running_and_every_url(local_stack_info: Lo
 
 def test_docs_and_dashboard_answer(local_stack_info: LocalStack) -> None:
     assert get(local_stack_info.urls["docs"])[0] == 200
-    # The dashboard reads the JSON-serialized queue (started with --json).
-    status, body = get(f"{local_stack_info.urls['dashboard']}/0/data/queues.json")
-    assert status == 200 and "queues" in json.loads(body)
+    url = f"{local_stack_info.urls['dashboard']}/0/data/queues.json"
+    # The dashboard needs its login, which the stack made and `status` prints.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        get(url)
+    assert refused.value.code == 401
+    out = local_stack_info.manage("local", "status").stdout
+    found = re.search(r"RQ dashboard .*\(user (\S+), password (\S+)\)", out)
+    assert found, out
+    login = base64.b64encode(f"{found[1]}:{found[2]}".encode()).decode()
+    request = urllib.request.Request(url, headers={"Authorization": f"Basic {login}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        # It reads the JSON-serialized queue.
+        assert response.status == 200 and "queues" in json.loads(response.read())
 
 
 def test_start_again_is_a_no_op(local_stack_info: LocalStack) -> None:
