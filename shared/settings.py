@@ -34,7 +34,8 @@ def is_placeholder_secret(value: str) -> bool:
 class Settings(BaseSettings):
     # Read from the process environment only: Compose passes `.env` in, and
     # manage.sh exports the local stack's values, so no file is read behind anyone's back.
-    model_config = SettingsConfigDict(extra="ignore")
+    # hide_input_in_errors: a refused setting's error must not quote the other settings' secrets.
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
 
     # --- Redis and the queue -------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"

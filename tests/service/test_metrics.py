@@ -22,6 +22,7 @@ from backend.main import create_app
 from shared.jobs import JobStatus
 from shared.metrics import CONTENT_TYPE
 from shared.settings import Settings
+from tests.auth import bearer, keyed, make_key
 from tests.processes import ROOT, live_api, wait_for, worker_process
 from tests.services import ServerProcess, _launch, _wait, free_port
 from tests.synthetic import make_clip
@@ -48,8 +49,8 @@ def parse(text: str) -> Samples:
     }
 
 
-def submit(api: str, name: str, data: bytes) -> str:
-    response = httpx.post(f"{api}/analyze", files={"file": (name, data, "video/mp4")}, timeout=30)
+def submit(api: str, name: str, data: bytes, headers: dict[str, str] | None = None) -> str:
+    response = httpx.post(f"{api}/analyze", files={"file": (name, data, "video/mp4")}, headers=headers, timeout=30)
     assert response.status_code == 202, response.text
     return str(response.json()["job_id"])
 
@@ -145,9 +146,9 @@ def test_metrics_answer_503_when_redis_is_down(service_settings: Settings) -> No
 
 
 @contextlib.contextmanager
-def prometheus_scraping(target: str, workdir: Path) -> Iterator[str]:
+def prometheus_scraping(target: str, workdir: Path, token: str) -> Iterator[str]:
     """Debian's real `prometheus` binary with docker/prometheus.yml, scraping `target` (host:port)
-    every second; yields its URL."""
+    every second with `token` as its bearer credential (METRICS_TOKEN); yields its URL."""
     binary = find_tool("prometheus")
     if binary is None:
         missing_tool("prometheus (Debian's prometheus package)")
@@ -158,6 +159,10 @@ def prometheus_scraping(target: str, workdir: Path) -> Iterator[str]:
     (job,) = spec["scrape_configs"]
     assert job["static_configs"] == [{"targets": ["backend:8000"]}]
     job["static_configs"] = [{"targets": [target]}]
+    # Where Compose mounts the METRICS_TOKEN secret, here a file of the test's own.
+    assert job["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
+    (workdir / "metrics_token").write_text(token)
+    job["authorization"]["credentials_file"] = str(workdir / "metrics_token")
     config = workdir / "prometheus.yml"
     config.write_text(yaml.safe_dump(spec))
     port = free_port()
@@ -188,10 +193,13 @@ def query(url: str, promql: str) -> list[dict[str, object]]:
 def test_a_real_prometheus_scrapes_the_api_and_sees_the_upload(
     service_settings: Settings, clip: Path, tmp_path: Path
 ) -> None:
-    with live_api(service_settings) as api:
-        job_id = submit(api, "clip.mp4", clip.read_bytes())
+    # As in Compose: keys required, and Prometheus holding the metrics token.
+    settings = keyed(service_settings).model_copy(update={"metrics_token": "scrape-" + "z" * 32})
+    with live_api(settings) as api:
+        job_id = submit(api, "clip.mp4", clip.read_bytes(), bearer(make_key(settings, "dancer")))
+        assert httpx.get(f"{api}/metrics", timeout=5).status_code == 401
         target = api.removeprefix("http://")
-        with prometheus_scraping(target, tmp_path / "prometheus") as prometheus:
+        with prometheus_scraping(target, tmp_path / "prometheus", settings.metrics_token) as prometheus:
 
             def scraped() -> list[dict[str, object]]:
                 return query(prometheus, 'dance_jobs{job="dance-backend",status="queued"}')
