@@ -18,12 +18,16 @@ Local stack (no Docker): ./manage.sh local COMMAND
                         upload a video to the API, follow the job, print the result links
   overview [--json] [--failures N]
                         the queues, workers, jobs by status and the last failures at a glance
+  keys create NAME [--admin] [--json] | keys list [--json] | keys revoke KEY_ID
+                        API keys: a new key is printed once, only its hash is stored; an admin
+                        key sees every job. The stack's own admin key is in LOCAL_DIR/api-key
 
   Environment (defaults): LOCAL_DIR (.local), API_PORT (8000), S3_PORT (8333), REDIS_PORT (6380),
   DASHBOARD_PORT (9181), WEED_MASTER_PORT (9333), WEED_VOLUME_PORT (9340), WEED_FILER_PORT (8888),
   WEED_ADMIN_PORT (9346) (SeaweedFS also uses each of its ports + 10000 for gRPC; the defaults
   stay below 32768, out of Linux's range for outgoing connections),
-  USE_MOCK_ANALYSIS (false: real models, installs requirements-gpu.txt), S3_ACCESS_KEY, S3_SECRET_KEY,
+  USE_MOCK_ANALYSIS (false: real models, installs requirements-gpu.txt), API_AUTH (keys: every call
+  needs an API key; open: none, for frontend work, said loudly at start), S3_ACCESS_KEY, S3_SECRET_KEY,
   S3_BUCKET (dance-analysis), S3_REGION, QUEUE_NAME (analysis), WEED_MEMORY_LIMIT (512MiB),
   READY_TIMEOUT (60 s), WORKER_READY_TIMEOUT (300 s), STOP_TIMEOUT (30 s). Any other setting
   (KEY_PREFIX, MAX_UPLOAD_MB, DEVICE...) is passed on to the API and the worker as it is.
@@ -320,6 +324,26 @@ create_bucket() {
 		fail_service bucket "could not create the bucket $S3_BUCKET at $S3_URL"
 }
 
+# With API keys on, the stack keeps an admin key of its own in LOCAL_DIR/api-key (mode 600):
+# made on the first start, made again when Redis no longer knows it. test-upload sends it.
+ensure_api_key() {
+	local log="$LOG_DIR/bucket.log" outcome
+	[[ "$API_AUTH" == keys ]] || return 0
+	outcome="$(cd "$MANAGE_ROOT" && python -m shared.apikeys ensure-file "$LOCAL_DIR/api-key" 2>>"$log")" ||
+		fail_service bucket "could not make the stack's admin API key"
+	[[ "$outcome" == created ]] && info "made an admin API key for this stack: $LOCAL_DIR/api-key"
+	return 0
+}
+
+warn_open_api() {
+	[[ "$API_AUTH" == open ]] || return 0
+	warn "=================================================================================="
+	warn "API_AUTH=open: the API needs no key. Anyone who can reach $API_URL can read,"
+	warn "download, cancel and delete every job. It listens on 127.0.0.1 only; use this for"
+	warn "frontend work, never on a shared machine. Without API_AUTH=open, keys are required."
+	warn "=================================================================================="
+}
+
 start_api() {
 	start_process api python -m uvicorn backend.main:create_app --factory --host 127.0.0.1 --port "$API_PORT"
 	wait_ready api "${READY_TIMEOUT:-60}" check_http_ok "$API_URL/health"
@@ -372,6 +396,7 @@ local_start() {
 	for svc in redis s3 bucket api worker dashboard; do
 		if [[ "$svc" == bucket ]]; then
 			create_bucket
+			ensure_api_key
 		elif service_pid "$svc" >/dev/null; then
 			info "$svc already running (pid $(service_pid "$svc"))"
 		else
@@ -379,7 +404,8 @@ local_start() {
 			"start_$svc"
 		fi
 	done
-	info "local stack ready (mode: $(is_true "$USE_MOCK_ANALYSIS" && echo mock || echo real))"
+	info "local stack ready (mode: $(is_true "$USE_MOCK_ANALYSIS" && echo mock || echo real), API: $API_AUTH)"
+	warn_open_api
 	local_status
 }
 
@@ -464,7 +490,7 @@ local_status() {
 	cat <<EOF
 URLs
   Web page      $API_URL/app/
-  API           $API_URL
+  API           $API_URL  ($(local_api_key_line))
   API docs      $API_URL/docs
   RQ dashboard  $DASHBOARD_URL  (user $RQ_DASHBOARD_USERNAME, password $RQ_DASHBOARD_PASSWORD)
   S3 endpoint   $S3_URL  (bucket $S3_BUCKET, access key $S3_ACCESS_KEY)
@@ -472,6 +498,30 @@ URLs
   Logs          $LOG_DIR/
 EOF
 	return $all
+}
+
+local_api_key_line() {
+	if [[ "$API_AUTH" == open ]]; then
+		echo "OPEN: no key needed, anyone on this machine may use it"
+	elif [[ -r "$LOCAL_DIR/api-key" ]]; then
+		echo "admin key: $(<"$LOCAL_DIR/api-key"), kept in $LOCAL_DIR/api-key"
+	else
+		echo "needs a key: ./manage.sh local keys create NAME"
+	fi
+}
+
+# `./manage.sh local keys create NAME [--admin] [--json] | list [--json] | revoke KEY_ID` (shared/apikeys.py).
+local_keys() {
+	case "${1:-}" in
+	create | list | revoke) ;;
+	*) die "usage: ./manage.sh local keys create NAME [--admin] [--json] | list [--json] | revoke KEY_ID" ;;
+	esac
+	local_config
+	export_service_env
+	local py="$VENV_DIR/bin/python"
+	[[ -x "$py" ]] || die "no $VENV_DIR: start the stack first with ./manage.sh local start"
+	check_redis || die "Redis of the local stack does not answer at $REDIS_URL: start it with ./manage.sh local start"
+	cd "$MANAGE_ROOT" && exec "$py" -m shared.apikeys "$@"
 }
 
 local_logs() {
@@ -509,6 +559,11 @@ local_test_upload() {
 	check_http_answers "$API_URL/health" || die "the API at $API_URL does not answer: start the stack with ./manage.sh local start"
 	local py="$VENV_DIR/bin/python"
 	[[ -x "$py" ]] || py=python3
+	# The stack's admin key, unless the caller brings one (API_KEY).
+	if [[ -z "${API_KEY:-}" && "$API_AUTH" == keys && -r "$LOCAL_DIR/api-key" ]]; then
+		API_KEY="$(<"$LOCAL_DIR/api-key")"
+		export API_KEY
+	fi
 	args=(--api "$API_URL" --file "$file")
 	[[ -n "$profile" ]] && args+=(--profile "$profile")
 	exec "$py" "$MANAGE_ROOT/scripts/manage/test_upload.py" "${args[@]}"
@@ -538,7 +593,8 @@ local_main() {
 	logs) local_logs "$@" ;;
 	test-upload) local_test_upload "$@" ;;
 	overview) local_overview "$@" ;;
+	keys) local_keys "$@" ;;
 	"" | help | -h | --help) local_usage ;;
-	*) die "unknown local command '$cmd' (one of: start stop restart status logs test-upload overview; see ./manage.sh help)" ;;
+	*) die "unknown local command '$cmd' (one of: start stop restart status logs test-upload overview keys; see ./manage.sh help)" ;;
 	esac
 }

@@ -66,6 +66,11 @@ class LocalStack:
             )
         return done
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The stack's own admin key, which `start` made and keeps in LOCAL_DIR/api-key."""
+        return {"Authorization": f"Bearer {(self.local_dir / 'api-key').read_text().strip()}"}
+
     def pids(self) -> dict[str, int]:
         """Service name -> pid, from the pid files `start` wrote."""
         return {path.stem: int(path.read_text().split()[0]) for path in sorted((self.local_dir / "run").glob("*.pid"))}

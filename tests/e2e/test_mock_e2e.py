@@ -26,14 +26,15 @@ pytestmark = pytest.mark.e2e
 
 def upload(api: str, path: Path, **fields: str) -> httpx.Response:
     with path.open("rb") as handle:
-        return httpx.post(f"{api}/analyze", files={"file": (path.name, handle, "video/mp4")}, data=fields, timeout=60)
+        files = {"file": (path.name, handle, "video/mp4")}
+        return httpx.post(f"{api}/analyze", files=files, data=fields, headers=KEY, timeout=60)
 
 
 def wait_for(api: str, job_id: str, statuses: set[str], timeout: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     job: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        job = httpx.get(f"{api}/jobs/{job_id}").json()
+        job = httpx.get(f"{api}/jobs/{job_id}", headers=KEY).json()
         if job["status"] in statuses:
             return job
         time.sleep(0.1)
@@ -57,6 +58,15 @@ def fetch(url: str, dest: Path) -> Path:
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
+
+
+# The stack's admin key, sent on every call (the stack runs with API keys, as it does by default).
+KEY: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _stack_key(local_stack_info: LocalStack) -> None:
+    KEY.update(local_stack_info.headers)
 
 
 @pytest.fixture(scope="module")
@@ -124,19 +134,37 @@ def test_oversized_upload(local_stack_info: LocalStack, tmp_path: Path, source: 
 
 
 def test_unknown_job_cancel_finished_and_delete_running(local_stack: str, source: Path, tmp_path: Path) -> None:
-    assert_error(httpx.get(f"{local_stack}/jobs/{'0' * 32}"), 404, "JOB_NOT_FOUND")
+    assert_error(httpx.get(f"{local_stack}/jobs/{'0' * 32}", headers=KEY), 404, "JOB_NOT_FOUND")
 
     finished = upload(local_stack, source).json()["job_id"]
     wait_for(local_stack, finished, {"succeeded"})
-    assert_error(httpx.post(f"{local_stack}/jobs/{finished}/cancel"), 409, "JOB_ALREADY_FINISHED")
+    assert_error(httpx.post(f"{local_stack}/jobs/{finished}/cancel", headers=KEY), 409, "JOB_ALREADY_FINISHED")
 
     long_clip = make_clip(tmp_path / "long.mp4", seconds=40, fps=30, size=(640, 360))
     running = upload(local_stack, long_clip).json()["job_id"]
     wait_for(local_stack, running, {"running"})
-    assert_error(httpx.delete(f"{local_stack}/jobs/{running}"), 409, "JOB_RUNNING")
-    assert httpx.post(f"{local_stack}/jobs/{running}/cancel").json()["status"] == "canceled"
+    assert_error(httpx.delete(f"{local_stack}/jobs/{running}", headers=KEY), 409, "JOB_RUNNING")
+    assert httpx.post(f"{local_stack}/jobs/{running}/cancel", headers=KEY).json()["status"] == "canceled"
     # The worker notices within seconds and is free for the next job.
     nxt = upload(local_stack, source).json()["job_id"]
     assert wait_for(local_stack, nxt, {"succeeded"}, timeout=60)["status"] == "succeeded"
-    assert httpx.delete(f"{local_stack}/jobs/{running}").status_code == 204
-    assert_error(httpx.get(f"{local_stack}/jobs/{running}"), 404, "JOB_NOT_FOUND")
+    assert httpx.delete(f"{local_stack}/jobs/{running}", headers=KEY).status_code == 204
+    assert_error(httpx.get(f"{local_stack}/jobs/{running}", headers=KEY), 404, "JOB_NOT_FOUND")
+
+
+def test_the_local_stack_needs_keys_and_keeps_each_keys_jobs_apart(local_stack_info: LocalStack, source: Path) -> None:
+    api = local_stack_info.base_url
+    assert httpx.get(f"{api}/jobs").status_code == 401
+    # `status` shows the stack's admin key; `keys create` makes another, printed once.
+    assert local_stack_info.headers["Authorization"].split()[1] in local_stack_info.manage("local", "status").stdout
+    made = json.loads(local_stack_info.manage("local", "keys", "create", "dancer", "--json").stdout)
+    dancer = {"Authorization": f"Bearer {made['key']}"}
+    theirs = upload(api, source).json()["job_id"]  # the admin key's
+    with source.open("rb") as handle:
+        mine = httpx.post(f"{api}/analyze", files={"file": ("mine.mp4", handle)}, headers=dancer, timeout=60)
+    assert mine.status_code == 202
+    assert [j["job_id"] for j in httpx.get(f"{api}/jobs", headers=dancer).json()["jobs"]] == [mine.json()["job_id"]]
+    assert httpx.get(f"{api}/jobs/{theirs}", headers=dancer).status_code == 404
+    assert made["key_id"] in local_stack_info.manage("local", "keys", "list").stdout
+    local_stack_info.manage("local", "keys", "revoke", made["key_id"])
+    assert httpx.get(f"{api}/jobs", headers=dancer).status_code == 401

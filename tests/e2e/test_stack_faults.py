@@ -18,6 +18,14 @@ import redis
 from tests.e2e.conftest import LocalStack, process_alive
 from tests.synthetic import make_clip
 
+# The stack's admin key, sent on every call (the stack runs with API keys, as it does by default).
+KEY: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _stack_key(local_stack_info: LocalStack) -> None:
+    KEY.update(local_stack_info.headers)
+
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -26,7 +34,8 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def submit(api: str, clip: Path) -> str:
     with clip.open("rb") as handle:
-        response = httpx.post(f"{api}/analyze", files={"file": (clip.name, handle, "video/mp4")}, timeout=60)
+        files = {"file": (clip.name, handle, "video/mp4")}
+        response = httpx.post(f"{api}/analyze", files=files, headers=KEY, timeout=60)
     assert response.status_code == 202, response.text
     return str(response.json()["job_id"])
 
@@ -34,7 +43,7 @@ def submit(api: str, clip: Path) -> str:
 def wait_job(api: str, job_id: str, done: set[str], timeout: float = 120) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        job = httpx.get(f"{api}/jobs/{job_id}", timeout=10).json()
+        job = httpx.get(f"{api}/jobs/{job_id}", headers=KEY, timeout=10).json()
         if job.get("status") in done:
             return dict(job)
         assert time.monotonic() < deadline, f"job {job_id} still {job.get('status')}"
@@ -64,7 +73,7 @@ def test_kill_9_of_redis_then_start_keeps_every_record(local_stack_info: LocalSt
     status = stack.manage("local", "status", check=False)
     assert status.returncode == 3 and "redis      stopped" in status.stdout
     stack.manage("local", "start")
-    job = httpx.get(f"{api}/jobs/{done}", timeout=10).json()
+    job = httpx.get(f"{api}/jobs/{done}", headers=KEY, timeout=10).json()
     assert job["status"] == "succeeded" and len(job["results"]) == 4
     # ...and the stack works on: the worker reconnected by itself.
     assert wait_job(api, submit(api, clip), {"succeeded", "failed"})["status"] == "succeeded"
@@ -75,7 +84,7 @@ def test_a_killed_worker_is_restarted_and_its_job_finishes(local_stack_info: Loc
     first = worker_child(stack)
     job_id = submit(api, clip)
     deadline = time.monotonic() + 60
-    while httpx.get(f"{api}/jobs/{job_id}", timeout=10).json()["status"] != "running":
+    while httpx.get(f"{api}/jobs/{job_id}", headers=KEY, timeout=10).json()["status"] != "running":
         assert time.monotonic() < deadline
         time.sleep(0.05)
     os.kill(first, signal.SIGKILL)
