@@ -344,12 +344,15 @@ def test_health_reports_each_dependency(client: TestClient, settings: Settings) 
             response = api.get("/health")
         assert response.status_code == 503
         assert response.json()["dependencies"][down] == "error"
+        # Why, but not where: /health answers anyone, and the servers' addresses are the operator's.
+        assert response.json()["details"][down] and "127.0.0.1" not in response.text
 
 
 def test_redis_down_gives_503_and_leaves_no_object(settings: Settings, clip: Path) -> None:
     with TestClient(create_app(settings.model_copy(update={"redis_url": CLOSED_PORT_REDIS}))) as api:
         result = upload(api, clip)
     assert_error(result["status"], result["body"], 503, "QUEUE_UNAVAILABLE")
+    assert "127.0.0.1" not in json.dumps(result["body"]) and "<address>" in json.dumps(result["body"])
     assert stored_keys(settings) == []
     assert pending_multipart_uploads(settings) == []
 
@@ -358,6 +361,7 @@ def test_storage_down_gives_503_and_leaves_no_job(settings: Settings, client: Te
     with TestClient(create_app(settings.model_copy(update={"s3_endpoint_url": CLOSED_PORT_S3}))) as api:
         result = upload(api, clip)
     assert_error(result["status"], result["body"], 503, "STORAGE_UNAVAILABLE")
+    assert "127.0.0.1" not in json.dumps(result["body"])
     assert client.get("/jobs").json()["total"] == 0
 
 
