@@ -30,6 +30,8 @@ from typing import Any
 
 # SeaweedFS puts each server's gRPC port at its HTTP port + 10000.
 GRPC_OFFSET = 10000
+# Writes the security.toml every SeaweedFS of this project runs with (JWT keys, gRPC mTLS).
+SEAWEEDFS_SECURITY = Path(__file__).resolve().parents[1] / "docker" / "standins" / "seaweedfs-security.sh"
 
 
 class ServiceStartError(RuntimeError):
@@ -213,6 +215,8 @@ class S3Server:
     server: ServerProcess
     ports: dict[str, int] = field(default_factory=dict)
     bucket: str = ""  # set by whoever creates one
+    # Its security.toml and the gRPC client certificate (node.crt, node.key, ca.crt).
+    security_dir: Path | None = None
 
     def stop(self) -> None:
         self.server.stop()
@@ -228,11 +232,28 @@ def _http_answers(url: str) -> bool:
         return False
 
 
-def seaweedfs_command(binary: str, data_dir: Path, config: Path, ports: dict[str, int]) -> list[str]:
+def write_seaweedfs_security(security_dir: Path) -> Path:
+    """Fresh JWT keys and gRPC certificates in `security_dir`, as the local stack and the stand-in make them."""
+    done = subprocess.run(
+        ["sh", str(SEAWEEDFS_SECURITY), str(security_dir)], capture_output=True, text=True, timeout=60, check=False
+    )
+    if done.returncode != 0:
+        raise ServiceStartError(f"{SEAWEEDFS_SECURITY.name} failed: {done.stderr.strip()}")
+    return security_dir
+
+
+def seaweedfs_command(
+    binary: str, data_dir: Path, config: Path, ports: dict[str, int], security_dir: Path
+) -> list[str]:
+    """`weed mini` as the local stack runs it: only S3 serves data, with its keys.
+
+    -config_dir: the security.toml of `security_dir` (JWT on the volume server and the filer,
+    mutual TLS on gRPC). -disableHttp: no filer HTTP API and no master HTTP API.
+    """
     return [
-        binary, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        binary, f"-config_dir={security_dir}", "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
-        f"-s3.port={ports['s3']}", f"-admin.port={ports['admin']}", "-admin.ui=false",
+        f"-s3.port={ports['s3']}", f"-admin.port={ports['admin']}", "-admin.ui=false", "-disableHttp",
         "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
         f"-s3.config={config}",
     ]  # fmt: skip
@@ -248,9 +269,13 @@ def launch_seaweedfs(
     attempts: int = 3,
     timeout: float = 60,
 ) -> S3Server:
-    """Start `weed mini` (S3 with signature checks) on free ports, wait until S3 answers."""
+    """Start `weed mini` (S3 with signature checks) on free ports, wait until S3 answers.
+
+    Only S3 hands out data: see `seaweedfs_command` (tests/service/test_storage_exposure.py).
+    """
     binary = executable("weed")
     workdir.mkdir(parents=True, exist_ok=True)
+    security_dir = write_seaweedfs_security(workdir / "security")
     config = workdir / "s3-identities.json"
     identity = {
         "name": "test-admin",
@@ -261,10 +286,9 @@ def launch_seaweedfs(
     for attempt in range(attempts):
         ports = dict(zip(("s3", "master", "volume", "filer", "admin"), free_ports(5, with_grpc=True), strict=True))
         data_dir = workdir / f"data-{attempt}"
-        data_dir.mkdir(exist_ok=True)
-        server = _launch(
-            "seaweedfs", seaweedfs_command(binary, data_dir, config, ports), workdir, env={"GOMEMLIMIT": memory_limit}
-        )
+        data_dir.mkdir(mode=0o700, exist_ok=True)  # weed writes its volume files world-readable
+        command = seaweedfs_command(binary, data_dir, config, ports, security_dir)
+        server = _launch("seaweedfs", command, workdir, env={"GOMEMLIMIT": memory_limit})
         server.stop_timeout = 30  # weed takes 3-12 s on SIGTERM
         endpoint = f"http://127.0.0.1:{ports['s3']}"
         try:
@@ -274,7 +298,7 @@ def launch_seaweedfs(
                 raise
             server.stop()
             continue
-        return S3Server(endpoint, access_key, secret_key, region, server, ports)
+        return S3Server(endpoint, access_key, secret_key, region, server, ports, security_dir=security_dir)
     raise AssertionError("unreachable")
 
 

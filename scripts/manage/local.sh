@@ -305,13 +305,21 @@ start_redis() {
 	wait_ready redis "${READY_TIMEOUT:-60}" check_redis
 }
 
+# SeaweedFS hands out data through S3 and the S3 keys only, all of it on 127.0.0.1: fresh JWT
+# keys and gRPC certificates in RUN_DIR/seaweedfs on every start (its security.toml, from
+# docker/standins/seaweedfs-security.sh: the volume server and the filer need tokens, gRPC
+# needs the certificate), no filer or master HTTP API (-disableHttp), no admin UI. The data
+# folder is private: weed writes its volume files readable by every user.
 start_s3() {
 	mkdir -p "$LOCAL_DIR/s3"
+	chmod 700 "$LOCAL_DIR/s3"
 	write_s3_identities
-	start_process s3 env GOMEMLIMIT="$WEED_MEMORY_LIMIT" weed mini -dir="$LOCAL_DIR/s3" \
-		-ip=127.0.0.1 -ip.bind=127.0.0.1 \
+	sh "$MANAGE_ROOT/docker/standins/seaweedfs-security.sh" "$RUN_DIR/seaweedfs" ||
+		fail_service s3 "could not make its keys and certificates in $RUN_DIR/seaweedfs"
+	start_process s3 env GOMEMLIMIT="$WEED_MEMORY_LIMIT" weed -config_dir="$RUN_DIR/seaweedfs" \
+		mini -dir="$LOCAL_DIR/s3" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
 		-master.port="$WEED_MASTER_PORT" -volume.port="$WEED_VOLUME_PORT" -filer.port="$WEED_FILER_PORT" \
-		-s3.port="$S3_PORT" -admin.port="$WEED_ADMIN_PORT" -admin.ui=false \
+		-s3.port="$S3_PORT" -admin.port="$WEED_ADMIN_PORT" -admin.ui=false -disableHttp \
 		-webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false \
 		-s3.config="$RUN_DIR/s3-identities.json"
 	wait_ready s3 "${READY_TIMEOUT:-60}" check_http_answers "$S3_URL/"
