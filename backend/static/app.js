@@ -33,43 +33,85 @@ const el = (tag, props = {}, ...children) => {
 };
 
 // ---------------------------------------------------------------- the API ---------
+//
+// Keys: when `GET /` says `"auth": "keys"`, every call carries `Authorization: Bearer <key>`.
+// The key is asked for once, checked with `GET /me` and kept in this browser's localStorage;
+// it never goes into a URL (those end up in logs and history) and is never logged. What cannot
+// send a header gets a link that carries its own short-lived permission instead: the event
+// stream (`POST /jobs/{id}/events/token`) and the result files (the job view's `results`).
 
 class ApiError extends Error {
   /** An error from the API's envelope {"error": {"code", "message", "details"}}, or a network failure. */
-  constructor(status, error) {
+  constructor(status, error, retryAfter = null) {
     super(error?.message || (status ? `The server answered with status ${status}.` : 'Could not reach the server. Check the connection and try again.'));
     this.status = status;
     this.code = error?.code || (status ? `HTTP_${status}` : 'NETWORK_ERROR');
     this.details = error?.details || {};
+    // Seconds to wait before trying again (429): the Retry-After header, else the envelope's details.
+    const wait = Number(retryAfter ?? this.details.retry_after_seconds);
+    this.retryAfter = Number.isFinite(wait) && wait > 0 ? wait : null;
   }
 }
 
-async function api(path, options = {}) {
+const KEY_STORE = `dance-analysis.api-key:${API || location.origin}`;
+const session = {
+  mode: null, // 'keys' or 'open' (from GET /), null while unknown
+  key: null, // the key in use (keys mode)
+  me: null, // GET /me: {auth, key_id, name, admin}
+  ready: false, // the page may call the API (a checked key, or an open API)
+};
+
+const storedKey = () => { try { return localStorage.getItem(KEY_STORE); } catch { return null; } };
+function storeKey(key) {
+  try { if (key) localStorage.setItem(KEY_STORE, key); else localStorage.removeItem(KEY_STORE); } catch { /* private mode: memory only */ }
+}
+
+/** Request headers for the API: JSON, and the key when there is one (`key` overrides the session's). */
+function apiHeaders(key = session.key, extra = {}) {
+  const headers = { Accept: 'application/json', ...extra };
+  if (key) headers.Authorization = `Bearer ${key}`;
+  return headers;
+}
+
+/** A 401 for the key in use: forget it and ask again, with the server's message. */
+function rejected(error, key) {
+  if (error.status === 401 && key === session.key) askForKey(error.message);
+}
+
+async function api(path, { key = session.key, headers = {}, ...options } = {}) {
   let response;
   try {
-    response = await fetch(API + path, { headers: { Accept: 'application/json' }, ...options });
+    response = await fetch(API + path, { ...options, headers: apiHeaders(key, headers) });
   } catch {
     throw new ApiError(0, null);
   }
   if (response.status === 204) return null;
   let body = null;
   try { body = await response.json(); } catch { /* not JSON */ }
-  if (!response.ok) throw new ApiError(response.status, body?.error);
+  if (!response.ok) {
+    const error = new ApiError(response.status, body?.error, response.headers.get('Retry-After'));
+    rejected(error, key);
+    throw error;
+  }
   return body;
 }
 
 /** POST /analyze as multipart (fields `profile`, then `file`), reporting upload progress. */
 function uploadVideo(file, profile, onProgress) {
+  const key = session.key;
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', API + '/analyze');
+    for (const [name, value] of Object.entries(apiHeaders(key))) xhr.setRequestHeader(name, value);
     xhr.responseType = 'json';
     xhr.upload.addEventListener('progress', (event) => {
       if (event.lengthComputable) onProgress(event.loaded / event.total);
     });
     xhr.addEventListener('load', () => {
-      if (xhr.status === 202) resolve(xhr.response);
-      else reject(new ApiError(xhr.status, xhr.response?.error));
+      if (xhr.status === 202) { resolve(xhr.response); return; }
+      const error = new ApiError(xhr.status, xhr.response?.error, xhr.getResponseHeader('Retry-After'));
+      rejected(error, key);
+      reject(error);
     });
     xhr.addEventListener('error', () => reject(new ApiError(0, null)));
     xhr.addEventListener('abort', () => reject(new ApiError(0, { code: 'ABORTED', message: 'The upload was stopped.' })));
@@ -79,8 +121,6 @@ function uploadVideo(file, profile, onProgress) {
     xhr.send(form);
   });
 }
-
-const resultUrl = (jobId, name) => `${API}/jobs/${jobId}/results/${name}`;
 
 // ---------------------------------------------------------------- formatting ------
 
@@ -121,17 +161,28 @@ function setMessage(node, text, kind = '') {
   node.textContent = text || '';
   node.className = `message ${kind}`;
 }
+function waitText(seconds) {
+  if (seconds < 90) return `${Math.ceil(seconds)} s`;
+  const minutes = Math.round(seconds / 60);
+  return `${minutes} minute${minutes > 1 ? 's' : ''}`;
+}
 function errorText(error) {
-  return error.code && error.code !== 'NETWORK_ERROR' ? `${error.message} (${error.code})` : error.message;
+  const text = error.code && error.code !== 'NETWORK_ERROR' ? `${error.message} (${error.code})` : error.message;
+  return error.retryAfter ? `${text} Try again in ${waitText(error.retryAfter)}.` : text;
+}
+/** A banner for a failed call, unless it was a 401: the key form says that one. */
+function showFailure(prefix, error) {
+  if (error.status !== 401) showBanner(`${prefix}: ${errorText(error)}`);
 }
 
 // ---------------------------------------------------------------- service ---------
 
+/** GET /: the mode badge, the version and whether calls need a key. Null when the API is not reachable. */
 async function loadService() {
   const badge = $('#mode-badge');
   $('#docs-link').href = `${API || '..'}/docs`;
   try {
-    const info = await api('/');
+    const info = await api('/', { key: null });
     badge.textContent = info.mode === 'mock' ? 'Mock analysis' : 'Real analysis';
     badge.title = info.mode === 'mock'
       ? 'Synthetic dancers on your video\'s timeline: for trying the app and frontend work, no models run.'
@@ -139,10 +190,114 @@ async function loadService() {
     badge.className = `badge ${info.mode}`;
     $('#service-version').textContent = `v${info.version}`;
     showBanner('');
+    return info;
   } catch (error) {
     badge.textContent = 'offline';
     badge.className = 'badge down';
     showBanner(`The analysis service is not reachable${API ? ` at ${API}` : ''}: ${error.message}`);
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------- the key ---------
+
+/** Show the key form (the rest of the page waits behind it), with why it is asked for. */
+function askForKey(message = '') {
+  const wasReady = session.ready;
+  session.mode = 'keys';
+  session.key = null;
+  session.me = null;
+  session.ready = false;
+  storeKey(null);
+  if (wasReady) resetJobs(); // the list, streams and results belonged to the key just dropped
+  showKeyStatus();
+  for (const id of ['#upload-card', '#jobs-card']) $(id).hidden = true;
+  $('#key-card').hidden = false;
+  $('#key-button').disabled = false;
+  setMessage($('#key-message'), message, message ? 'error' : '');
+  const input = $('#key-input');
+  input.setAttribute('aria-invalid', String(Boolean(message)));
+  input.focus();
+  input.select();
+}
+
+/** The key form's submit: check the key with GET /me before keeping it. */
+async function submitKey(event) {
+  event.preventDefault();
+  const input = $('#key-input');
+  const message = $('#key-message');
+  const key = input.value.trim();
+  if (!key) {
+    setMessage(message, 'Paste the API key the operator gave you.', 'error');
+    input.focus();
+    return;
+  }
+  $('#key-button').disabled = true;
+  setMessage(message, 'Checking the key…');
+  try {
+    const me = await api('/me', { key });
+    input.value = '';
+    input.setAttribute('aria-invalid', 'false');
+    setMessage(message, '');
+    useKey(key, me);
+    $('#file-input').focus();
+  } catch (error) {
+    setMessage(message, error.status === 401 ? error.message : `Could not check the key: ${errorText(error)}`, 'error');
+    input.setAttribute('aria-invalid', String(error.status === 401));
+    input.focus();
+    input.select();
+  } finally {
+    $('#key-button').disabled = false;
+  }
+}
+
+/** Start using a checked key (or, with key null, an open API). */
+function useKey(key, me) {
+  session.key = key;
+  session.me = me;
+  if (key) storeKey(key);
+  $('#key-card').hidden = true;
+  for (const id of ['#upload-card', '#jobs-card']) $(id).hidden = false;
+  showKeyStatus();
+  const first = !session.ready;
+  session.ready = true;
+  if (first) refreshJobs().then(openFromHash);
+}
+
+function showKeyStatus() {
+  const box = $('#key-status');
+  const me = session.me;
+  box.hidden = !(session.key && me);
+  if (box.hidden) return;
+  $('#key-name').textContent = me.name || me.key_id;
+  $('#key-name').title = `key id ${me.key_id}`;
+  $('#key-role').textContent = me.admin ? 'admin: sees every job' : 'sees its own jobs';
+}
+
+function forgetKey() {
+  askForKey('');
+  setMessage($('#key-message'), 'The key was forgotten in this browser. Paste a key to go on.');
+}
+
+function setupKey() {
+  $('#key-form').addEventListener('submit', submitKey);
+  $('#key-forget').addEventListener('click', forgetKey);
+}
+
+/** Ask for nothing on an open API; else use the stored key once GET /me accepts it, or ask for one. */
+async function signIn(info) {
+  session.mode = info ? (info.auth === 'keys' ? 'keys' : 'open') : null;
+  if (session.mode === 'open') { useKey(null, null); return; }
+  const key = storedKey();
+  if (!key) {
+    if (session.mode === 'keys') askForKey('');
+    return; // the service is not reachable: the banner says so
+  }
+  try {
+    useKey(key, await api('/me', { key }));
+  } catch (error) {
+    if (error.status === 401) askForKey(`The key kept in this browser was refused: ${error.message}`);
+    else showBanner(`Could not check the API key: ${errorText(error)}`);
   }
 }
 
@@ -215,11 +370,13 @@ function setupUpload() {
 // ---------------------------------------------------------------- job list --------
 
 const jobs = new Map(); // job_id -> {job, node}
-const streams = new Map(); // job_id -> EventSource
+const streams = new Map(); // job_id -> {source: EventSource | null, failures}
+const unstreamable = new Set(); // jobs whose stream kept failing: the list refresh polls them
 let listLimit = PAGE_SIZE;
 let openJobId = null;
 
 async function refreshJobs() {
+  if (!session.ready) return;
   try {
     const page = await api(`/jobs?limit=${listLimit}`);
     const seen = new Set();
@@ -230,7 +387,7 @@ async function refreshJobs() {
     $('#jobs-pager').hidden = page.total <= page.jobs.length;
     showBanner('');
   } catch (error) {
-    showBanner(`Could not load the job list: ${errorText(error)}`);
+    showFailure('Could not load the job list', error);
   }
 }
 
@@ -286,43 +443,92 @@ function renderJob({ job, node }) {
 
 function removeJob(jobId) {
   const entry = jobs.get(jobId);
-  if (!entry) return;
   unwatchJob(jobId);
+  unstreamable.delete(jobId);
+  if (!entry) return;
   entry.node.remove();
   jobs.delete(jobId);
   if (jobId === openJobId) closeResults();
   $('#jobs-empty').hidden = jobs.size > 0;
 }
 
-/** Follow an unfinished job over Server-Sent Events (GET /jobs/{id}/events). */
+/** Every job of the list goes (another key's list is not ours to show): streams, results, rows. */
+function resetJobs() {
+  for (const id of [...jobs.keys()]) removeJob(id);
+  unstreamable.clear();
+  closeResults();
+  $('#jobs-empty').hidden = true;
+  $('#jobs-pager').hidden = true;
+  listLimit = PAGE_SIZE;
+}
+
+/**
+ * Follow an unfinished job over Server-Sent Events. `EventSource` cannot send the key, so each
+ * connection starts with `POST /jobs/{id}/events/token` (with the key), which answers a link
+ * carrying a short-lived token of its own: `new EventSource(events_url)`. The browser reconnects
+ * on its own with the same link while the token is valid; once the stream has failed for good
+ * (CLOSED: e.g. a 401 for a token that expired meanwhile), ask for a new link and connect again.
+ */
 function watchJob(job) {
   if (FINAL.has(job.status)) { unwatchJob(job.job_id); return; }
-  if (streams.has(job.job_id) || streams.size >= MAX_STREAMS || !window.EventSource) return; // polled instead
-  const source = new EventSource(`${API}/jobs/${job.job_id}/events`);
-  streams.set(job.job_id, source);
-  source.onmessage = (event) => {
-    const view = JSON.parse(event.data);
-    upsertJob(view);
-  };
-  source.addEventListener('deleted', () => removeJob(job.job_id));
+  if (streams.has(job.job_id) || unstreamable.has(job.job_id)) return;
+  if (streams.size >= MAX_STREAMS || !window.EventSource) return; // the list refresh polls it instead
+  const stream = { source: null, failures: 0 };
+  streams.set(job.job_id, stream);
+  connectStream(job.job_id, stream);
+}
+
+const STREAM_RETRIES = 3; // failed connections in a row before the job is left to the list refresh
+
+async function connectStream(jobId, stream) {
+  if (streams.get(jobId) !== stream) return; // unwatched meanwhile (and maybe watched again: another stream)
+  let link;
+  try {
+    link = await api(`/jobs/${jobId}/events/token`, { method: 'POST' });
+  } catch (error) {
+    if (streams.get(jobId) !== stream) return;
+    streams.delete(jobId); // polled instead (a 401 has already brought the key form back)
+    if (error.status === 404) removeJob(jobId);
+    else if (error.status !== 401) unstreamable.add(jobId);
+    return;
+  }
+  if (streams.get(jobId) !== stream) return; // unwatched while the link was on its way
+  const source = new EventSource(link.events_url);
+  stream.source = source;
+  source.onopen = () => { stream.failures = 0; };
+  source.onmessage = (event) => upsertJob(JSON.parse(event.data));
+  source.addEventListener('deleted', () => removeJob(jobId));
   source.onerror = () => {
-    // The server ends the stream after a final status; the EventSource would reconnect: don't.
-    // On a real failure (server gone, 404, 503) fall back to polling the list.
-    const entry = jobs.get(job.job_id);
-    if (source.readyState === EventSource.CLOSED || (entry && FINAL.has(entry.job.status))) unwatchJob(job.job_id);
+    // The server ends the stream after a final status and the EventSource would reconnect: don't.
+    const entry = jobs.get(jobId);
+    if (entry && FINAL.has(entry.job.status)) { unwatchJob(jobId); return; }
+    if (source.readyState !== EventSource.CLOSED) return; // the browser reconnects with the same link
+    // Failed for good (a 401 for an expired token, a 404, a 503): a new link, unless it keeps failing.
+    source.close();
+    stream.source = null;
+    stream.failures += 1;
+    if (stream.failures > STREAM_RETRIES) {
+      streams.delete(jobId);
+      unstreamable.add(jobId);
+      refreshJobs();
+      return;
+    }
+    setTimeout(() => connectStream(jobId, stream), stream.failures === 1 ? 0 : 2000 * stream.failures);
   };
 }
 
 function unwatchJob(jobId) {
-  const source = streams.get(jobId);
-  if (source) { source.close(); streams.delete(jobId); }
+  const stream = streams.get(jobId);
+  if (!stream) return;
+  streams.delete(jobId);
+  if (stream.source) stream.source.close();
 }
 
 async function cancelJob(jobId) {
   try {
     upsertJob(await api(`/jobs/${jobId}/cancel`, { method: 'POST' }));
   } catch (error) {
-    showBanner(`Could not cancel the job: ${errorText(error)}`);
+    showFailure('Could not cancel the job', error);
     refreshJobs();
   }
 }
@@ -336,31 +542,37 @@ async function deleteJob(jobId) {
     removeJob(jobId);
     refreshJobs();
   } catch (error) {
-    showBanner(`Could not delete the job: ${errorText(error)}`);
+    showFailure('Could not delete the job', error);
   }
 }
 
 function setupJobs() {
   $('#refresh-jobs').addEventListener('click', refreshJobs);
   $('#jobs-more').addEventListener('click', () => { listLimit = Math.min(listLimit + PAGE_SIZE, 100); refreshJobs(); });
-  setInterval(() => { if (!document.hidden) refreshJobs(); }, POLL_MS);
-  document.addEventListener('visibilitychange', () => { if (!document.hidden) refreshJobs(); });
+  setInterval(() => { if (!document.hidden) poll(); }, POLL_MS);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) poll(); });
 }
 
 // ---------------------------------------------------------------- results ---------
 
-const viewer = { charts: [], raf: 0, metrics: null };
+const viewer = { charts: [], raf: 0, metrics: null, videoRetried: false };
 
+/**
+ * The results of a succeeded job. The job view's `results` links carry their own permission
+ * (presigned storage URLs, or API links with a signed `?token=` for that one file), so the
+ * `<video>` and the download links need no header; they expire, so a fresh view is read first.
+ * metrics.json comes through the API with the key, like every other call.
+ */
 async function openResults(jobId) {
-  const entry = jobs.get(jobId);
-  let job = entry?.job;
   const message = $('#results-message');
+  let job;
   try {
-    if (!job) job = await api(`/jobs/${jobId}`);
+    job = await api(`/jobs/${jobId}`);
   } catch (error) {
-    showBanner(`Could not open the job: ${errorText(error)}`);
+    showFailure('Could not open the job', error);
     return;
   }
+  if (jobs.has(jobId)) upsertJob(job);
   closeResults();
   openJobId = jobId;
   history.replaceState(null, '', `#job=${jobId}`);
@@ -372,13 +584,12 @@ async function openResults(jobId) {
     ? `${v.width}×${v.height} · ${num(v.fps, 2)} fps · ${num(v.duration, 2)} s · profile ${job.profile} · ${job.mode} analysis`
     : `profile ${job.profile} · ${job.mode} analysis`;
 
-  const downloads = $('#downloads');
-  downloads.replaceChildren(...Object.entries(job.results).map(([name, url]) => el('li', {},
-    el('a', { href: url, download: `${jobId}-${name}`, text: name }))));
+  showDownloads(job);
 
-  // The API streams the video with Range support (same origin), so the player can seek.
+  // Storage and the API both serve the video with Range support, so the player can seek.
   const player = $('#player');
-  player.src = resultUrl(jobId, 'annotated.mp4');
+  viewer.videoRetried = false;
+  player.src = job.results['annotated.mp4'];
   player.load();
 
   setMessage(message, 'Loading the metrics…');
@@ -396,8 +607,33 @@ async function openResults(jobId) {
   $('#results').scrollIntoView({ behavior: 'smooth', block: 'start' });
 }
 
+function showDownloads(job) {
+  $('#downloads').replaceChildren(...Object.entries(job.results).map(([name, url]) => el('li', {},
+    el('a', { href: url, download: `${job.job_id}-${name}`, text: name }))));
+}
+
 function updateOpenJob(job) {
-  if (job.status !== 'succeeded') closeResults(); // e.g. deleted and re-created: nothing to show
+  if (job.status !== 'succeeded') { closeResults(); return; } // e.g. deleted and re-created: nothing to show
+  // Links expire: keep the download links as fresh as the job list.
+  const links = [...$('#downloads').querySelectorAll('a')].map((a) => a.getAttribute('href'));
+  if (links.join('\n') !== Object.values(job.results).join('\n')) showDownloads(job);
+}
+
+/** The video's link has expired (or storage hiccupped): once, carry on with a fresh one from where it was. */
+async function reloadVideo(jobId) {
+  const player = $('#player');
+  const at = player.currentTime || 0;
+  try {
+    const job = await api(`/jobs/${jobId}`);
+    if (openJobId !== jobId || !job.results['annotated.mp4']) return false;
+    player.src = job.results['annotated.mp4'];
+    player.addEventListener('loadedmetadata', () => { player.currentTime = Math.min(at, player.duration || at); }, { once: true });
+    player.load();
+    showDownloads(job);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function closeResults() {
@@ -607,8 +843,14 @@ function setupPlayer() {
   };
   player.addEventListener('play', () => { cancelAnimationFrame(viewer.raf); viewer.raf = requestAnimationFrame(loop); });
   for (const name of ['timeupdate', 'seeked', 'seeking', 'loadedmetadata', 'pause']) player.addEventListener(name, drawCursors);
-  player.addEventListener('error', () => {
-    if (!openJobId || !player.getAttribute('src')) return;
+  player.addEventListener('error', async () => {
+    const jobId = openJobId;
+    if (!jobId || !player.getAttribute('src')) return;
+    if (!viewer.videoRetried) {
+      viewer.videoRetried = true;
+      if (await reloadVideo(jobId)) return;
+    }
+    if (openJobId !== jobId) return;
     setMessage($('#results-message'), 'The annotated video could not be played in this browser; download it below.', 'error');
   });
   let resizeTimer = 0;
@@ -621,14 +863,30 @@ function setupPlayer() {
 
 // ---------------------------------------------------------------- start -----------
 
-async function main() {
+function openFromHash() {
+  const match = location.hash.match(/^#job=([0-9a-f]{32})$/);
+  if (match && session.ready && openJobId !== match[1]) openResults(match[1]);
+}
+
+/** GET /, then the key (or none), then the job list. Run again by the poll while the API was not reachable. */
+let booting = null;
+function boot() {
+  booting ??= loadService().then(signIn).finally(() => { booting = null; });
+  return booting;
+}
+
+/** Every POLL_MS: the job list, or, while the page could not start (API unreachable), another try. */
+function poll() {
+  if (session.ready) refreshJobs();
+  else if ($('#key-card').hidden) boot();
+}
+
+function main() {
+  setupKey();
   setupUpload();
   setupJobs();
   setupPlayer();
-  loadService();
-  await refreshJobs();
-  const match = location.hash.match(/^#job=([0-9a-f]{32})$/);
-  if (match) openResults(match[1]);
+  boot();
 }
 
 main();

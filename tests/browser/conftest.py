@@ -2,7 +2,10 @@
 
 `web_stack` runs the API (uvicorn) and one worker (`python -m worker`,
 USE_MOCK_ANALYSIS=true) as their own processes on the session's real Redis and
-S3 (tests/conftest.py), and yields the API's base URL. `browser_tools` makes sure
+S3 (tests/conftest.py), and yields the stack (`.api_url`, `.settings`). Its settings
+are `service_settings` (an open API, presigned result links) unless a test passes
+others by indirect parametrization: `@pytest.mark.parametrize("web_stack",
+[tests.auth.keyed, ...], indirect=True)`, each a function of the settings. `browser_tools` makes sure
 Debian's Chromium and Node are there and installs playwright-core from
 tests/browser/package-lock.json (`npm ci`) when node_modules is missing.
 """
@@ -17,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,10 +112,13 @@ def _api_ready(url: str) -> bool:
 
 
 @pytest.fixture
-def web_stack(service_settings: Settings, tmp_path: Path) -> Iterator[Stack]:
+def web_stack(service_settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
     """API + one mock worker as separate processes; yields the stack (`.api_url`)."""
     port = free_port()
     settings = service_settings.model_copy(update={"use_mock_analysis": True, "progress_every_frames": 5})
+    adjust: Callable[[Settings], Settings] | None = getattr(request, "param", None)
+    if adjust is not None:
+        settings = adjust(settings)
     env = settings_env(settings)
     logs = {"api": tmp_path / "api.log", "worker": tmp_path / "worker.log"}
     processes: list[subprocess.Popen[bytes]] = []

@@ -1,11 +1,22 @@
 // Drives headless Chromium through the web page at $API_URL/app/, the way a dancer would:
-// a wrong file first (a plain-words error), then the clip at $CLIP_PATH through the file input,
-// the job followed live to success, the results viewer (video, charts, summary, downloads),
-// a screenshot at $SCREENSHOT_PATH, and finally Delete. Prints one JSON report on stdout;
-// tests/browser/test_web_page.py makes the assertions. Exit code 1 when a step could not run.
+// with $API_KEY set, the key form first (a wrong key, then the right one); a wrong file (a
+// plain-words error), an upload refused with 429, then the clip at $CLIP_PATH through the file
+// input, the job followed live to success (its first event stream is answered 401, as for a token
+// that expired, so the page must get a new link), the results viewer (video, charts, summary,
+// downloads), a screenshot at $SCREENSHOT_PATH, a reload (the key is remembered, the results open
+// again), Change key, Delete, and last the key revoked by the test (a 401 brings the form back).
+// Without $API_KEY the API is expected to be open: no form, no key steps.
+// Prints one JSON report on stdout, which never holds the key itself (request headers are
+// reported as "key", "wrong-key", "other" or null); tests/browser/test_web_page.py makes the
+// assertions. Exit code 1 when a step could not run.
+//
+// Talks to the test over stdio for what only it can do: writes `@@ <request>` on stderr and waits
+// for a line on stdin (`@@ revoke`: revoke $API_KEY now).
 //
 // Env: API_URL, CLIP_PATH, NOT_A_VIDEO_PATH, SCREENSHOT_PATH, CHROMIUM (default /usr/bin/chromium),
-//      UPLOAD_BYTES_PER_SECOND (throttles the upload so its progress is visible; 0: no throttle).
+//      UPLOAD_BYTES_PER_SECOND (throttles the upload so its progress is visible; 0: no throttle),
+//      API_KEY and WRONG_KEY (both empty: an open API).
+import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
 const env = (name, fallback) => {
@@ -14,8 +25,32 @@ const env = (name, fallback) => {
   return value;
 };
 const API_URL = env('API_URL').replace(/\/+$/, '');
-const report = { steps: [], console: [], pageErrors: [], failedRequests: [], requests: [] };
+const API_ORIGIN = new URL(API_URL).origin;
+const API_KEY = env('API_KEY', '');
+const WRONG_KEY = env('WRONG_KEY', '');
+const report = {
+  steps: [], console: [], consoleAll: [], pageErrors: [], failedRequests: [], requests: [], apiCalls: [],
+  keyed: Boolean(API_KEY),
+};
 const step = (name) => { report.steps.push(name); process.stderr.write(`[browser] ${name}\n`); };
+
+const stdinLines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+/** Ask the test to do something (e.g. revoke the key) and wait until it says it is done. */
+async function askTest(what) {
+  process.stderr.write(`@@ ${what}\n`);
+  const { value, done } = await stdinLines.next();
+  if (done || value.trim() !== 'done') throw new Error(`the test did not do "${what}": ${value}`);
+}
+
+// How a request authenticated itself, without ever putting the key in the report.
+const authOf = (header) => {
+  if (!header) return null;
+  if (API_KEY && header === `Bearer ${API_KEY}`) return 'key';
+  if (WRONG_KEY && header === `Bearer ${WRONG_KEY}`) return 'wrong-key';
+  return 'other';
+};
+const pendingHeaders = [];
+const ENVELOPE_401 = (message) => JSON.stringify({ error: { code: 'UNAUTHORIZED', message, details: {} } });
 
 const browser = await chromium.launch({
   executablePath: env('CHROMIUM', '/usr/bin/chromium'),
@@ -29,21 +64,63 @@ try {
   const context = await browser.newContext({ viewport: { width: 1360, height: 1000 }, deviceScaleFactor: 1 });
   const page = await context.newPage();
   page.setDefaultTimeout(30000);
-  page.on('console', (msg) => { if (['error', 'warning'].includes(msg.type())) report.console.push(`${msg.type()}: ${msg.text()}`); });
+  page.on('console', (msg) => {
+    report.consoleAll.push(`${msg.type()}: ${msg.text()}`);
+    if (['error', 'warning'].includes(msg.type())) report.console.push(`${msg.type()}: ${msg.text()}`);
+  });
   page.on('pageerror', (error) => report.pageErrors.push(String(error)));
   page.on('requestfailed', (request) => {
     // A media element aborts its own range requests while seeking, and closing an EventSource aborts it: not failures.
     const failure = request.failure()?.errorText || '';
     if (!failure.includes('ERR_ABORTED')) report.failedRequests.push(`${request.method()} ${request.url()}: ${failure}`);
   });
-  page.on('request', (request) => report.requests.push(`${request.method()} ${new URL(request.url()).pathname}`));
+  page.on('request', (request) => {
+    const url = new URL(request.url());
+    report.requests.push(`${request.method()} ${url.pathname}`);
+    report.urlsWithKey = (report.urlsWithKey || 0) + (API_KEY && request.url().includes(API_KEY) ? 1 : 0);
+    if (url.origin !== API_ORIGIN || url.pathname.startsWith('/app/')) return;
+    // Every call of the API: how it authenticated (header, signed link, nothing).
+    const call = { method: request.method(), path: url.pathname, token: url.searchParams.has('token'), type: request.resourceType() };
+    report.apiCalls.push(call);
+    pendingHeaders.push(request.allHeaders().catch(() => request.headers()).then((headers) => { call.auth = authOf(headers.authorization); }));
+  });
   page.on('dialog', (dialog) => dialog.accept()); // the delete confirmation
+  const ready = () => page.waitForFunction(() => !document.querySelector('#upload-card').hidden && !document.querySelector('#jobs-card').hidden);
+  const storedKey = () => page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('dance-analysis.api-key')).map((k) => localStorage.getItem(k)));
+  const keyState = async () => ({
+    formShown: await page.locator('#key-card').isVisible(),
+    status: (await page.locator('#key-status').isVisible()) ? (await page.textContent('#key-status')).replace(/\s+/g, ' ').trim() : null,
+    message: (await page.textContent('#key-message')).trim(),
+    focused: await page.evaluate(() => document.activeElement?.id || null),
+    stored: (await storedKey()).map((value) => (value === API_KEY ? 'key' : 'other')),
+    jobsShown: await page.locator('#jobs .job').count(),
+  });
 
   step('open the page');
   await page.goto(`${API_URL}/app/`);
   await page.waitForFunction(() => !/connecting/.test(document.querySelector('#mode-badge').textContent));
   report.modeBadge = (await page.textContent('#mode-badge')).trim();
   report.title = await page.title();
+  await page.waitForFunction(() => !document.querySelector('#key-card').hidden || !document.querySelector('#upload-card').hidden);
+  report.firstView = await keyState();
+
+  if (API_KEY) {
+    step('the key form: a wrong key');
+    await page.screenshot({ path: env('SCREENSHOT_PATH').replace(/\.png$/, '-key-form.png') });
+    await page.fill('#key-input', WRONG_KEY);
+    await page.press('#key-input', 'Enter');
+    await page.waitForSelector('#key-message.error');
+    report.wrongKey = { ...(await keyState()), invalid: await page.getAttribute('#key-input', 'aria-invalid') };
+    await page.screenshot({ path: env('SCREENSHOT_PATH').replace(/\.png$/, '-wrong-key.png') });
+
+    step('the key form: the right key');
+    await page.fill('#key-input', API_KEY);
+    await page.click('#key-button');
+    await ready();
+    report.signedIn = await keyState();
+  } else {
+    await ready();
+  }
 
   // Record what the page shows while things move: upload bar values, every job bar value and status.
   await page.evaluate(() => {
@@ -65,6 +142,28 @@ try {
   await page.click('#upload-button');
   await page.waitForSelector('#upload-message.error');
   report.wrongFileMessage = await page.textContent('#upload-message');
+
+  step('an upload refused with 429');
+  // The server's own answer to a key with too many jobs (backend/limits.py), without queuing 20 jobs.
+  const tooMany = {
+    error: {
+      code: 'RATE_LIMITED',
+      message: 'This key already has 20 jobs waiting or running (at most 20); send more once some have finished.',
+      details: { limit: 'queued_jobs', max: 20, retry_after_seconds: 60 },
+    },
+  };
+  await page.route(`${API_URL}/analyze`, (route) => route.fulfill({
+    status: 429, contentType: 'application/json', headers: { 'Retry-After': '60' }, body: JSON.stringify(tooMany),
+  }), { times: 1 });
+  await page.setInputFiles('#file-input', env('CLIP_PATH'));
+  await page.click('#upload-button');
+  await page.waitForFunction(() => /RATE_LIMITED/.test(document.querySelector('#upload-message').textContent));
+  report.rateLimitedMessage = await page.textContent('#upload-message');
+  // The first event stream is refused as an expired token would be: the page must ask for a new link.
+  await page.route((url) => url.pathname.endsWith('/events'), (route) => route.fulfill({
+    status: 401, contentType: 'application/json', headers: { 'WWW-Authenticate': 'Bearer' },
+    body: ENVELOPE_401('The link has expired or is not valid: ask the API for a new one.'),
+  }), { times: 1 });
 
   step('upload the clip');
   const throttle = Number(process.env.UPLOAD_BYTES_PER_SECOND || 0);
@@ -176,11 +275,48 @@ try {
   report.phoneOverflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   await page.setViewportSize({ width: 1360, height: 1000 });
 
+  step('reload: the key is remembered, the results open again');
+  const callsBeforeReload = report.apiCalls.length;
+  await page.reload();
+  await ready();
+  await page.waitForSelector('#results:not([hidden]) .dancer canvas');
+  await page.waitForFunction(() => document.querySelector('#player').readyState >= 2, null, { timeout: 30000 });
+  report.afterReload = {
+    ...(await keyState()),
+    meChecked: report.apiCalls.slice(callsBeforeReload).filter((call) => call.path === '/me').length,
+    videoSrc: await page.evaluate(() => document.querySelector('#player').currentSrc),
+    hash: await page.evaluate(() => location.hash),
+  };
+
+  if (API_KEY) {
+    step('change key: forget it, then the same key again');
+    await page.click('#key-forget');
+    await page.waitForSelector('#key-card:not([hidden])');
+    report.afterForget = { ...(await keyState()), uploadShown: await page.locator('#upload-card').isVisible() };
+    await page.fill('#key-input', API_KEY);
+    await page.press('#key-input', 'Enter');
+    await ready();
+    await page.waitForSelector(`#jobs .job[data-job-id="${report.jobId}"]`);
+    report.afterSecondSignIn = await keyState();
+  }
+
   step('delete the job');
-  await job.locator('button.delete').click();
+  const row = page.locator(`#jobs .job[data-job-id="${report.jobId}"]`);
+  await row.locator('button.delete').click();
   await page.waitForFunction((id) => !document.querySelector(`#jobs .job[data-job-id="${id}"]`), report.jobId);
   report.resultsHiddenAfterDelete = await page.locator('#results').isHidden();
-  report.afterDelete = (await page.request.get(`${API_URL}/jobs/${report.jobId}`)).status();
+  const headers = API_KEY ? { Authorization: `Bearer ${API_KEY}` } : {};
+  report.afterDelete = (await page.request.get(`${API_URL}/jobs/${report.jobId}`, { headers })).status();
+
+  if (API_KEY) {
+    step('the key is revoked: the next call brings the form back');
+    await askTest('revoke');
+    await page.click('#refresh-jobs');
+    await page.waitForSelector('#key-card:not([hidden])');
+    await page.waitForFunction(() => document.querySelector('#key-message').textContent.trim() !== '');
+    report.afterRevoke = { ...(await keyState()), uploadShown: await page.locator('#upload-card').isVisible() };
+  }
+  await Promise.all(pendingHeaders);
   step('done');
 } catch (error) {
   report.failure = String(error && error.stack ? error.stack : error);
