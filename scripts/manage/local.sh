@@ -40,6 +40,8 @@ EOF
 local_paths() {
 	LOCAL_DIR="${LOCAL_DIR:-$MANAGE_ROOT/.local}"
 	mkdir -p "$LOCAL_DIR"
+	# Private to this user: it holds the stack's secrets, API key, logs and the dancers' videos.
+	chmod 700 "$LOCAL_DIR" 2>/dev/null || warn "could not make $LOCAL_DIR private (chmod 700)"
 	LOCAL_DIR="$(cd "$LOCAL_DIR" && pwd)"
 	RUN_DIR="$LOCAL_DIR/run"
 	LOG_DIR="$LOCAL_DIR/logs"
@@ -94,13 +96,17 @@ random_secret() { od -An -tx1 -N24 /dev/urandom | tr -d ' \n'; }
 local_secrets() {
 	local file="$LOCAL_DIR/secrets.env"
 	if [[ ! -f "$file" ]]; then
+		# The umask inside the subshell covers the redirection too: the file is never readable by others.
 		(
 			umask 077
-			printf '# Made by manage.sh on the first start of this local stack; keep it private.\n'
-			printf 'SAVED_SECRET_KEY=%s\n' "$(random_secret)"
-			printf 'SAVED_RQ_DASHBOARD_PASSWORD=%s\n' "$(random_secret)"
-		) >"$file"
+			{
+				printf '# Made by manage.sh on the first start of this local stack; keep it private.\n'
+				printf 'SAVED_SECRET_KEY=%s\n' "$(random_secret)"
+				printf 'SAVED_RQ_DASHBOARD_PASSWORD=%s\n' "$(random_secret)"
+			} >"$file"
+		)
 	fi
+	chmod 600 "$file" # made by an earlier version with the default umask
 	local SAVED_SECRET_KEY="" SAVED_RQ_DASHBOARD_PASSWORD=""
 	# shellcheck source=/dev/null
 	source "$file"

@@ -135,6 +135,8 @@ def test_storage_serves_data_through_s3_with_its_keys_only(local_stack_info: Loc
             first = b""
         assert first[3:4] != b"\x04", "the filer speaks plaintext gRPC"
     # Its keys, certificates and data stay with the user who runs the stack.
-    for private in (local_stack_info.local_dir / "run" / "seaweedfs", local_stack_info.local_dir / "s3"):
+    # The stack's folder as a whole too: secrets.env, the admin key, logs and videos in progress.
+    stack_dir = local_stack_info.local_dir
+    for private in (stack_dir, stack_dir / "run" / "seaweedfs", stack_dir / "s3"):
         assert private.stat().st_mode & 0o077 == 0, private
     s3.delete_object(Bucket=bucket, Key=key)

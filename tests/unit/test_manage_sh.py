@@ -97,6 +97,25 @@ def test_status_of_a_stack_that_never_ran(tmp_path: Path) -> None:
     assert "api        stopped" in done.stdout and "http://127.0.0.1:18123/docs" in done.stdout
 
 
+def test_the_stack_folder_and_its_secrets_are_private_and_kept(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    local.mkdir(mode=0o755)
+    local.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "LOCAL_DIR": str(local), "API_PORT": "18124"}
+    first = run("local", "status", env=env)
+    assert local.stat().st_mode & 0o777 == 0o700
+    secrets = local / "secrets.env"
+    assert secrets.stat().st_mode & 0o777 == 0o600
+    password = next(line.split("=", 1)[1] for line in secrets.read_text().splitlines() if "DASHBOARD" in line)
+    assert len(password) >= 32 and f"password {password})" in first.stdout
+    assert "needs a key: ./manage.sh local keys create NAME" in first.stdout
+    # Made once: a second run shows the same password.
+    assert f"password {password})" in run("local", "status", env=env).stdout
+    opened = run("local", "status", env={**env, "API_AUTH": "open"})
+    assert "OPEN: no key needed" in opened.stdout
+    assert run("local", "status", env={**env, "API_AUTH": "maybe"}).returncode == 1
+
+
 def test_a_bad_port_is_refused(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "LOCAL_DIR": str(tmp_path / "local"), "API_PORT": "80000"}
     done = run("local", "status", env=env)
