@@ -27,7 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.apikeys import AsyncApiKeyReader
 from shared.errors import ErrorCode, ServiceError
@@ -91,7 +92,15 @@ async def caller_of_key(reader: AsyncApiKeyReader, key: str) -> Caller:
     return Caller(key_id=record.key_id, name=record.name, admin=record.admin)
 
 
-async def authenticate(request: Request) -> Caller:
+# Declares the scheme in the OpenAPI document (the docs page's "Authorize" button); the header
+# itself is read by `bearer_key`, which also answers a malformed one with the error envelope.
+BEARER_SCHEME = HTTPBearer(
+    auto_error=False, bearerFormat="dak_<key id>_<secret>", description="An API key made by the operator."
+)
+Documented = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER_SCHEME)]
+
+
+async def authenticate(request: Request, _: Documented = None) -> Caller:
     """The caller of this request, or 401 (UNAUTHORIZED)."""
     settings: Settings = request.app.state.settings
     if settings.api_auth == "open":

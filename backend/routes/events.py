@@ -31,7 +31,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from backend.auth import EVENTS_TOKEN_SECONDS, CallerDep, LinkSigner, caller_of_link
+from backend.auth import EVENTS_TOKEN_SECONDS, CallerDep, Documented, LinkSigner, caller_of_link
 from backend.deps import ReaderDep, ReconcilerDep, SettingsDep, StoreDep
 from backend.errors import error_responses
 from backend.routes.jobs import read_job
@@ -76,6 +76,7 @@ async def job_events(
     token: Annotated[
         str | None, Query(description="From POST /jobs/{job_id}/events/token, instead of the key.")
     ] = None,
+    _: Documented = None,
 ) -> StreamingResponse:
     """Push the job's status: now, on every change, and a last time when it ends.
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from backend.auth import Caller, CallerDep, caller_of_link
+from backend.auth import Caller, CallerDep, Documented, caller_of_link
 from backend.deps import ReaderDep, ReconcilerDep, StorageDep, StoreDep
 from backend.errors import envelope, error_responses
 from backend.views import JobPage, JobView, ViewerDep
@@ -152,6 +152,7 @@ async def get_result(
     storage: StorageDep,
     range_header: Annotated[str | None, Header(alias="Range")] = None,
     token: Annotated[str | None, Query(description="A signed link's token, instead of the key.")] = None,
+    _: Documented = None,
 ) -> Response:
     """Stream one result file (with HTTP Range support, so video players can seek).
 
