@@ -3,7 +3,10 @@
     .venv/bin/python bench/bench_api.py [--upload-mb 1024] [--pollers 200]
 
 Starts its own real Redis and SeaweedFS (as the tests do), the API under
-uvicorn and one mock-mode worker, each as its own process, then prints:
+uvicorn and one mock-mode worker, each as its own process, then prints the
+figures below. The API runs as a user runs it: API keys required, one
+SECRET_KEY shared by every API process started here, and an admin key made in
+the bench's Redis and sent on every request (the raw pollers' too).
 
 1. a large upload through POST /analyze: throughput and the API process's
    peak RSS, against a direct boto3 multipart upload of the same bytes to the
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -42,10 +46,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from redis import Redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from shared.apikeys import ApiKeyStore  # noqa: E402
+from shared.keys import RedisKeys  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from shared.storage import Storage  # noqa: E402
 from tests.conftest import settings_for  # noqa: E402
@@ -53,9 +60,15 @@ from tests.services import free_port, launch_redis, launch_seaweedfs  # noqa: E4
 from tests.synthetic import make_clip  # noqa: E402
 
 CHUNK = 1024 * 1024
+# MAX_QUEUED_JOBS_PER_KEY for the bench. Section [4] queues all --busy-jobs jobs (20 by default, as
+# many as asked) on one key before a worker starts, and a cancel that failed leaves a row's jobs
+# counted in the next row's: with the default cap (20) the bench would measure 429 RATE_LIMITED,
+# not polling.
+MAX_QUEUED_JOBS = 10_000
 
 
-def env_for(settings: Settings) -> dict[str, str]:
+def env_for(settings: Settings, secret_key: str) -> dict[str, str]:
+    """The environment of every API (and worker) process: keys required, one shared SECRET_KEY."""
     env = dict(os.environ)
     env.update(
         {
@@ -67,9 +80,25 @@ def env_for(settings: Settings) -> dict[str, str]:
             "S3_BUCKET": settings.s3_bucket,
             "USE_MOCK_ANALYSIS": "true",
             "MAX_UPLOAD_MB": "4096",
+            "API_AUTH": "keys",
+            "SECRET_KEY": secret_key,
+            "MAX_QUEUED_JOBS_PER_KEY": str(MAX_QUEUED_JOBS),
         }
     )
     return env
+
+
+def admin_key(settings: Settings) -> str:
+    """A new admin key in the bench's Redis and key prefix, as `python -m shared.apikeys create` makes one."""
+    client = Redis.from_url(settings.redis_url)
+    try:
+        return ApiKeyStore(client, RedisKeys(settings.key_prefix)).create("bench", admin=True)[1]
+    finally:
+        client.close()
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 class RssSampler:
@@ -107,7 +136,7 @@ def video_like_stream(total: int) -> Iterator[bytes]:
         yield piece
 
 
-def bench_upload(api: str, api_pid: int, settings: Settings, megabytes: int) -> None:
+def bench_upload(api: str, api_pid: int, settings: Settings, megabytes: int, headers: dict[str, str]) -> None:
     total = megabytes * CHUNK
     storage = Storage(settings)
 
@@ -139,6 +168,7 @@ def bench_upload(api: str, api_pid: int, settings: Settings, megabytes: int) -> 
         f"{api}/analyze",
         content=body(),
         headers={
+            **headers,
             "content-type": f"multipart/form-data; boundary={boundary}",
             "content-length": str(len(prefix) + total + len(suffix)),
         },
@@ -153,10 +183,10 @@ def bench_upload(api: str, api_pid: int, settings: Settings, megabytes: int) -> 
     print(f"    API RSS before      {before / CHUNK:8.1f} MB")
     print(f"    API peak RSS        {peak / CHUNK:8.1f} MB   (goal < 150 MB)")
     if "job_id" in job:
-        httpx.post(f"{api}/jobs/{job['job_id']}/cancel")
+        httpx.post(f"{api}/jobs/{job['job_id']}/cancel", headers=headers)
 
 
-def bench_mock_job(api: str, work: Path) -> str:
+def bench_mock_job(api: str, work: Path, headers: dict[str, str]) -> str:
     clip = make_clip(work / "clip720.mp4", seconds=10, fps=30, size=(1280, 720), audio=True)
 
     import av  # the render floor: decode and re-encode the same clip here
@@ -174,11 +204,14 @@ def bench_mock_job(api: str, work: Path) -> str:
 
     start = time.perf_counter()
     with clip.open("rb") as handle:
-        job = httpx.post(f"{api}/analyze", files={"file": ("clip720.mp4", handle, "video/mp4")}, timeout=60).json()
+        response = httpx.post(
+            f"{api}/analyze", files={"file": ("clip720.mp4", handle, "video/mp4")}, headers=headers, timeout=60
+        )
+    job = response.raise_for_status().json()
     uploaded_s = time.perf_counter() - start
     status = {}
     while time.perf_counter() - start < 120:
-        status = httpx.get(f"{api}/jobs/{job['job_id']}").json()
+        status = httpx.get(f"{api}/jobs/{job['job_id']}", headers=headers).raise_for_status().json()
         if status["status"] in ("succeeded", "failed", "canceled"):
             break
         time.sleep(0.05)
@@ -206,11 +239,16 @@ async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reque
     await reader.readexactly(length)
 
 
-async def _pollers(url: str | list[str], count: int, seconds: float, interval: float) -> list[float]:
-    """Latencies of `count` keep-alive pollers; poller i polls urls[i % len(urls)] (all on one server)."""
+async def _pollers(url: str | list[str], count: int, seconds: float, interval: float, key: str) -> list[float]:
+    """Latencies of `count` keep-alive pollers; poller i polls urls[i % len(urls)] (all on one server).
+
+    Every request carries the API key, as a client's would (GET / ignores it)."""
     urls = [url] if isinstance(url, str) else url
     parsed = [httpx.URL(u) for u in urls]
-    requests = [f"GET {u.raw_path.decode()} HTTP/1.1\r\nHost: {u.host}\r\n\r\n".encode() for u in parsed]
+    requests = [
+        f"GET {u.raw_path.decode()} HTTP/1.1\r\nHost: {u.host}\r\nAuthorization: Bearer {key}\r\n\r\n".encode()
+        for u in parsed
+    ]
     latencies: list[float] = []
 
     async def poll(index: int, offset: float) -> None:
@@ -234,9 +272,9 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
     return ordered[len(ordered) // 2] * 1000, ordered[int(len(ordered) * 0.99)] * 1000
 
 
-def bench_polling(api: str, job_id: str, pollers: int, seconds: float = 10, interval: float = 0.5) -> None:
-    base = asyncio.run(_pollers(f"{api}/", pollers, seconds, interval))
-    jobs = asyncio.run(_pollers(f"{api}/jobs/{job_id}", pollers, seconds, interval))
+def bench_polling(api: str, job_id: str, pollers: int, key: str, seconds: float = 10, interval: float = 0.5) -> None:
+    base = asyncio.run(_pollers(f"{api}/", pollers, seconds, interval, key))
+    jobs = asyncio.run(_pollers(f"{api}/jobs/{job_id}", pollers, seconds, interval, key))
     b50, b99 = _percentiles(base)
     j50, j99 = _percentiles(jobs)
     print(f"\n[3] {pollers} concurrent pollers, one poll each per {interval} s for {seconds:.0f} s")
@@ -311,8 +349,10 @@ DEFAULT_VARIANTS = "nice0,nice10"
 class Stack:
     """The API and the worker of section [4], restarted as each variant needs."""
 
-    def __init__(self, env: dict[str, str], work: Path, service_pids: dict[str, int]) -> None:
-        self.env = env
+    def __init__(self, env: dict[str, str], work: Path, service_pids: dict[str, int], key: str) -> None:
+        self.env = env  # API_AUTH=keys and the SECRET_KEY every API process of the bench shares
+        self.key = key
+        self.headers = bearer(key)
         self.service_pids = service_pids  # Redis and S3, whose CPU counts as ours
         self.work = work
         self.log = (work / "busy.log").open("wb")
@@ -403,9 +443,9 @@ def machine_busy_seconds() -> float:
     return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def submit_jobs(api: str, clip: Path, count: int) -> list[str]:
+def submit_jobs(api: str, clip: Path, count: int, headers: dict[str, str]) -> list[str]:
     ids = []
-    with httpx.Client(base_url=api, timeout=60) as client:
+    with httpx.Client(base_url=api, timeout=60, headers=headers) as client:
         for _ in range(count):
             with clip.open("rb") as handle:
                 response = client.post("/analyze", files={"file": ("clip720.mp4", handle, "video/mp4")})
@@ -414,26 +454,27 @@ def submit_jobs(api: str, clip: Path, count: int) -> list[str]:
     return ids
 
 
-def statuses(api: str, ids: list[str]) -> list[dict[str, Any]]:
-    with httpx.Client(base_url=api, timeout=30) as client:
-        return [client.get(f"/jobs/{job_id}").json() for job_id in ids]
+def statuses(api: str, ids: list[str], headers: dict[str, str]) -> list[dict[str, Any]]:
+    with httpx.Client(base_url=api, timeout=30, headers=headers) as client:
+        return [client.get(f"/jobs/{job_id}").raise_for_status().json() for job_id in ids]
 
 
-def wait_until_busy(api: str, ids: list[str], timeout: float = 60) -> None:
+def wait_until_busy(api: str, ids: list[str], headers: dict[str, str], timeout: float = 60) -> None:
     """Until the worker is decoding and encoding frames, not just starting up."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(s["status"] == "running" and (s.get("frames_done") or 0) > 0 for s in statuses(api, ids)):
+        if any(s["status"] == "running" and (s.get("frames_done") or 0) > 0 for s in statuses(api, ids, headers)):
             return
         time.sleep(0.2)
     raise RuntimeError("the worker never started a job")
 
 
-def cancel_all(api: str, ids: list[str]) -> None:
+def cancel_all(api: str, ids: list[str], headers: dict[str, str]) -> None:
     for job_id in ids:
         for attempt in range(3):
             try:  # a fresh connection each time: one reset must not strand the rest of the queue
-                httpx.post(f"{api}/jobs/{job_id}/cancel", timeout=30)  # 409 for the jobs that already finished
+                # 409 for the jobs that already finished
+                httpx.post(f"{api}/jobs/{job_id}/cancel", headers=headers, timeout=30)
                 break
             except httpx.TransportError as exc:
                 print(f"    cancel {job_id}: {exc!r} (attempt {attempt + 1})", flush=True)
@@ -458,11 +499,13 @@ def measure(stack: Stack, ids: list[str], pollers: int, seconds: float) -> BusyR
     urls = [f"{api}/jobs/{job_id}" for job_id in ids]
     before = {name: cpu_seconds(pid) for name, pid in ours.items()}
     machine_before, began = machine_busy_seconds(), time.perf_counter()
-    latencies = asyncio.run(_pollers(urls, pollers, seconds, 0.5))
+    latencies = asyncio.run(_pollers(urls, pollers, seconds, 0.5, stack.key))
     elapsed = time.perf_counter() - began
     used = {name: cpu_seconds(pid) - before[name] for name, pid in ours.items()}
     others = (machine_busy_seconds() - machine_before - sum(used.values())) / elapsed
-    left = sum(s["status"] in ("queued", "running") for s in statuses(api, ids)) if stack.worker else None
+    left = None
+    if stack.worker:
+        left = sum(s["status"] in ("queued", "running") for s in statuses(api, ids, stack.headers))
     worker = used["worker"] / elapsed if "worker" in used else None
     return BusyRun(latencies, used["api"] / len(latencies) * 1000, worker, max(others, 0.0), left)
 
@@ -488,18 +531,18 @@ def bench_busy_polling(
         idle_done: set[bool] = set()
         for variant in variants:
             api = stack.ensure_api(variant.async_deps)
-            ids = submit_jobs(api, clip, jobs)  # queued; nothing runs them until the worker starts
+            ids = submit_jobs(api, clip, jobs, stack.headers)  # queued; nothing runs them until the worker starts
             if variant.async_deps not in idle_done:
                 idle_done.add(variant.async_deps)
                 label = "idle (no worker)" + (", API with async deps" if variant.async_deps else "")
                 rows.setdefault(label, []).append(_report(repeat, label, measure(stack, ids, pollers, seconds)))
             stack.start_worker(variant)
             try:
-                wait_until_busy(api, ids)
+                wait_until_busy(api, ids, stack.headers)
                 label = "busy, " + variant.label
                 rows.setdefault(label, []).append(_report(repeat, label, measure(stack, ids, pollers, seconds)))
             finally:
-                cancel_all(api, ids)
+                cancel_all(api, ids, stack.headers)
                 stack.stop_worker()
 
     print(
@@ -564,7 +607,9 @@ def main() -> int:
             s3.bucket = "bench"
             settings = settings_for(s3, redis_url=redis.url, key_prefix="bench", queue_name="bench")
             Storage(settings).ensure_bucket()
-            env = env_for(settings) | {"QUEUE_NAME": "bench", "KEY_PREFIX": "bench", "WORK_DIR": str(work)}
+            secret_key = secrets.token_hex(32)  # shared by every API process this run starts, as in a deployment
+            env = env_for(settings, secret_key) | {"QUEUE_NAME": "bench", "KEY_PREFIX": "bench", "WORK_DIR": str(work)}
+            key = admin_key(settings)
             port = free_port()
             api = f"http://127.0.0.1:{port}"
             log = (work / "api.log").open("wb")
@@ -582,10 +627,10 @@ def main() -> int:
             print(f"stack up: API {api}, Redis {redis.url}, S3 {s3.endpoint_url}; cores: {os.cpu_count()}")
             print(f"load average before: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
             if not args.busy_only:
-                job_id = bench_mock_job(api, work)
-                bench_polling(api, job_id, args.pollers)
+                job_id = bench_mock_job(api, work, bearer(key))
+                bench_polling(api, job_id, args.pollers, key)
                 if not args.skip_upload:
-                    bench_upload(api, processes[0].pid, settings, args.upload_mb)
+                    bench_upload(api, processes[0].pid, settings, args.upload_mb, bearer(key))
             if not args.skip_busy:
                 # Its own API and worker, so the rows start alike; the first two stop.
                 for process in processes:
@@ -593,7 +638,7 @@ def main() -> int:
                     process.wait(timeout=30)
                 processes.clear()
                 clip = make_clip(work / "busy720.mp4", seconds=10, fps=30, size=(1280, 720), audio=True)
-                stack = Stack(env, work, {"redis": redis.server.process.pid, "s3": s3.server.process.pid})
+                stack = Stack(env, work, {"redis": redis.server.process.pid, "s3": s3.server.process.pid}, key)
                 try:
                     bench_busy_polling(
                         stack,

@@ -17,6 +17,10 @@ API's 5xx answers to a poller; and what was left behind: result objects of
 jobs that did not succeed, succeeded jobs with a result set other than 4
 files, unfinished multipart uploads, scratch folders, and records on which
 RQ and the API disagree. Figures, not assertions.
+
+The API runs as a user runs it: API keys required, one SECRET_KEY shared by
+every API process of the run, and an admin key made in each stack's Redis and
+sent on every request.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import collections
 import contextlib
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -41,7 +46,8 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.keys import results_prefix  # noqa: E402
+from shared.apikeys import ApiKeyStore  # noqa: E402
+from shared.keys import RedisKeys, results_prefix  # noqa: E402
 from shared.queue import get_queue, rq_status  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from shared.storage import Storage  # noqa: E402
@@ -52,6 +58,9 @@ from tests.services import RedisServer, free_port, launch_redis, launch_seaweedf
 from tests.synthetic import make_clip  # noqa: E402
 
 FINAL = {"succeeded", "failed", "canceled"}
+# MAX_QUEUED_JOBS_PER_KEY for the bench: each pass queues all --jobs jobs on one key at once, and
+# the default cap (20) would answer 429 RATE_LIMITED to any beyond it.
+MAX_QUEUED_JOBS = 10_000
 RQ_FOR = {"succeeded": {"finished"}, "failed": {"failed"}, "canceled": {"canceled"}}
 
 
@@ -100,6 +109,8 @@ class Stack:
             }
         )
         (root / "work").mkdir()
+        # In Redis before the API starts, and kept across its kill -9 (append-only file).
+        self.headers = {"Authorization": f"Bearer {self.make_admin_key()}"}
         env = env_for(self.settings)
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
@@ -117,11 +128,18 @@ class Stack:
 
     def _api_up(self) -> bool:
         with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200
+            return httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200  # open: no key
         return False
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis.url)
+
+    def make_admin_key(self) -> str:
+        client = self.client()
+        try:
+            return ApiKeyStore(client, RedisKeys(self.settings.key_prefix)).create("bench-faults", admin=True)[1]
+        finally:
+            client.close()
 
     def worker_pid(self) -> int | None:
         with contextlib.suppress(redis.RedisError):
@@ -152,20 +170,23 @@ class Stack:
             log.close()
 
 
-def submit(api: str, clip: Path, count: int) -> list[str]:
+def submit(api: str, clip: Path, count: int, headers: dict[str, str]) -> list[str]:
     ids = []
     for _ in range(count):
         with clip.open("rb") as handle:
-            response = httpx.post(f"{api}/analyze", files={"file": (clip.name, handle, "video/mp4")}, timeout=60)
+            files = {"file": (clip.name, handle, "video/mp4")}
+            response = httpx.post(f"{api}/analyze", files=files, headers=headers, timeout=60)
         response.raise_for_status()
         ids.append(response.json()["job_id"])
     return ids
 
 
-def poll_all(api: str, ids: list[str], outcome: Outcome, stop: threading.Event) -> dict[str, dict]:
+def poll_all(
+    api: str, ids: list[str], outcome: Outcome, stop: threading.Event, headers: dict[str, str]
+) -> dict[str, dict]:
     """Poll every job until all are final (or `stop`); counts 5xx answers."""
     last: dict[str, dict] = {}
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, headers=headers) as client:
         while not stop.is_set():
             for job_id in ids:
                 if last.get(job_id, {}).get("status") in FINAL:
@@ -214,7 +235,7 @@ def run_pass(stack: Stack, clip: Path, jobs: int, label: str, *, chaos: bool, se
     outcome = Outcome(label, submitted=jobs)
     rng = random.Random(seed)
     started = time.monotonic()
-    ids = submit(stack.api_url, clip, jobs)
+    ids = submit(stack.api_url, clip, jobs, stack.headers)
     stop = threading.Event()
     chaos_thread = None
     if chaos:
@@ -238,7 +259,7 @@ def run_pass(stack: Stack, clip: Path, jobs: int, label: str, *, chaos: bool, se
 
         chaos_thread = threading.Thread(target=break_things, daemon=True)
         chaos_thread.start()
-    final = poll_all(stack.api_url, ids, outcome, threading.Event())
+    final = poll_all(stack.api_url, ids, outcome, threading.Event(), stack.headers)
     outcome.drain_seconds = time.monotonic() - started
     stop.set()
     if chaos_thread:
@@ -264,7 +285,10 @@ def main() -> int:
         clip = make_clip(root / "clip.mp4", seconds=10, fps=30, size=(1280, 720))
         s3 = launch_seaweedfs(root / "s3")
         s3.bucket = "bench-faults"
-        base = settings_for(s3)
+        # API keys on, and one SECRET_KEY for every API process of the run, as a deployment's share one.
+        base = settings_for(
+            s3, api_auth="keys", secret_key=secrets.token_hex(32), max_queued_jobs_per_key=MAX_QUEUED_JOBS
+        )
         Storage(base).ensure_bucket()
         drains: dict[str, list[float]] = collections.defaultdict(list)
         try:
