@@ -152,11 +152,8 @@ class LinkSigner:
 async def caller_of_link(request: Request, job_id: str, scope: str) -> Caller:
     """The caller of a request for one job's events or result: a key in the header, else a signed link."""
     settings: Settings = request.app.state.settings
-    if settings.api_auth == "open":
-        return OPEN_CALLER
-    key = bearer_key(request)
-    if key is not None:
-        return await caller_of_key(request.app.state.api_keys, key)
+    if settings.api_auth == "open" or "authorization" in request.headers:
+        return await authenticate(request)
     token = request.query_params.get("token")
     if not token:
         raise unauthorized("Send 'Authorization: Bearer <key>', or use the signed link the API gave you.")
