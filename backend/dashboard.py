@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import hmac
 import logging
-import re
 import sys
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -39,7 +38,7 @@ from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
 
 from shared.errors import ErrorCode, ServiceError
-from shared.settings import Settings, is_placeholder_secret
+from shared.settings import Settings, host_name, is_placeholder_secret
 
 log = logging.getLogger("backend.dashboard")
 
@@ -49,20 +48,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 STATE_CHANGING_ENDPOINTS = frozenset({"rq_dashboard.requeue_all"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
-_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9.-]+))(?::[0-9]{1,5})?")
 
 
 class StartupRefused(Exception):
     """The dashboard cannot start with these settings; the message says why, in one line."""
-
-
-def host_name(host: str) -> str:
-    """The name part of a Host header value, lower-case: no port, IPv6 without its brackets;
-    "" for anything that is not a plain name or address with an optional numeric port."""
-    found = _HOST.fullmatch(host.strip().lower())
-    if not found:
-        return ""
-    return found["ipv6"] or found["name"].rstrip(".")
 
 
 def _origin(url: str) -> tuple[str, str, int] | None:
@@ -88,7 +77,7 @@ def _refusal(code: ErrorCode, message: str, headers: dict[str, str] | None = Non
 
 
 def _guard(settings: Settings) -> Callable[[], Response | None]:
-    allowed = {host_name(name) for name in settings.allowed_host_list} | LOOPBACK_NAMES
+    allowed = set(settings.allowed_host_list) | LOOPBACK_NAMES
     any_host = "*" in settings.allowed_host_list
     username = settings.rq_dashboard_username.encode()
     password = settings.rq_dashboard_password.encode()

@@ -23,17 +23,9 @@ from starlette.responses import JSONResponse
 
 from backend.errors import envelope
 from shared.errors import HTTP_STATUS, ErrorCode
-from shared.settings import Settings
+from shared.settings import Settings, host_name
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def host_name(host: str) -> str:
-    """The name in a Host header, lower case and without the port (`[::1]:8000` → `[::1]`)."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[: host.find("]") + 1] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 class RequestGuard:

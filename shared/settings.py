@@ -6,6 +6,7 @@ on both sides. Bad values fail at start-up, not in the middle of a job.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -23,6 +24,19 @@ ApiAuth = Literal["keys", "open"]
 # Values a production stack refuses for any secret: the placeholders of .env.example and
 # the well-known defaults of the servers (as full-stack-fastapi-template refuses "changethis").
 _KNOWN_DEFAULT_SECRETS = frozenset({"minioadmin", "changethis", "change-me", "changeme", "admin", "password", "secret"})
+
+
+# A Host header's value: a name or a bracketed IPv6 address, then an optional numeric port.
+_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9.-]+))(?::[0-9]{1,5})?")
+
+
+def host_name(host: str) -> str:
+    """The name part of a Host header value, lower-case: no port, IPv6 without its brackets;
+    "" for anything that is not a plain name or address with an optional numeric port."""
+    found = _HOST.fullmatch(host.strip().lower())
+    if not found:
+        return ""
+    return found["ipv6"] or found["name"].rstrip(".")
 
 
 def is_placeholder_secret(value: str) -> bool:
@@ -159,13 +173,15 @@ class Settings(BaseSettings):
 
     @property
     def allowed_host_list(self) -> list[str]:
-        """Lower-case host names (no port) the API answers to; ["*"] for any."""
-        hosts = [host.strip().lower() for host in self.allowed_hosts.split(",") if host.strip()]
-        if self.public_base_url:
-            public = urlsplit(self.public_base_url).hostname
-            if public:
-                hosts.append(public.lower())
-        return ["*"] if "*" in hosts else sorted(set(hosts))
+        """Host names the API answers to, as `host_name` reads them from a Host header; ["*"] for any."""
+        given = [host.strip() for host in self.allowed_hosts.split(",") if host.strip()]
+        if "*" in given:
+            return ["*"]
+        hosts = {host_name(host) for host in given} - {""}
+        public = urlsplit(self.public_base_url).hostname if self.public_base_url else None
+        if public:
+            hosts.add(host_name(public) or public.lower())
+        return sorted(hosts)
 
     @property
     def cors_origin_list(self) -> list[str]:

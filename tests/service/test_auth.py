@@ -208,9 +208,9 @@ def test_a_forged_host_never_appears_in_a_link(api: str, settings: Settings, cli
     body = assert_error(rebound, 400, "HOST_NOT_ALLOWED")
     assert "evil.example" not in rebound.headers.get("location", "")
     assert body["error"]["details"]["host"] == "evil.example"
-    assert_error(
-        httpx.get(f"{api}/jobs", headers={**bearer(key), "Host": "evil.example:8000"}), 400, "HOST_NOT_ALLOWED"
-    )
+    for forged in ("evil.example:8000", "localhost@evil.example", "localhost:80:80", "[::1", ""):
+        assert_error(httpx.get(f"{api}/jobs", headers={**bearer(key), "Host": forged}), 400, "HOST_NOT_ALLOWED")
+    assert httpx.get(f"{api}/jobs", headers={**bearer(key), "Host": "LOCALHOST.:8000"}).status_code == 200
     # An allowed name works and its links use it.
     accepted = post_video(api, clip, key, Host="localhost")
     assert accepted.status_code == 202
@@ -320,7 +320,7 @@ def test_every_change_of_state_leaves_one_audit_line_without_secrets(
     assert [e["action"] for e in events if e.get("job_id") == job_id] == ["job.created", "job.canceled", "job.deleted"]
     assert all(e["actor"] == f"key:{key_id} (alice)" for e in events)
     assert events[0]["owner"] == key_id and events[0]["size_bytes"] == clip.stat().st_size
-    assert key not in caplog.text and key.split("_")[2] not in caplog.text
+    assert key not in caplog.text and key.split("_", 2)[2] not in caplog.text
 
 
 def test_logs_never_carry_tokens_keys_or_presigned_signatures() -> None:
@@ -369,7 +369,7 @@ def test_keys_command_line_creates_lists_and_revokes(settings: Settings) -> None
     assert [k["key_id"] for k in json.loads(listed.stdout)] == [made["key_id"]]
     # Stored hashed: Redis holds no trace of the key itself.
     stored = redis.Redis.from_url(settings.redis_url).hgetall(RedisKeys(settings.key_prefix).api_keys())
-    assert made["key"].split("_")[2].encode() not in b"".join(stored.values())
+    assert made["key"].split("_", 2)[2].encode() not in b"".join(stored.values())
     assert keys("revoke", made["key_id"]).returncode == 0
     assert json.loads(keys("list", "--json").stdout)[0]["revoked_at"] is not None
     missing = keys("revoke", "000000000000")

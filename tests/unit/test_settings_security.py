@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import Settings, is_placeholder_secret
+from shared.settings import Settings, host_name, is_placeholder_secret
 
 GOOD = {"environment": "production", "s3_secret_key": "s3-" + "x" * 30, "secret_key": "k" * 40}
 
@@ -45,3 +45,13 @@ def test_allowed_hosts_add_the_public_host() -> None:
     settings = Settings(allowed_hosts="api.internal, LOCALHOST", public_base_url="https://Dance.Example.org:8443/")
     assert settings.allowed_host_list == ["api.internal", "dance.example.org", "localhost"]
     assert Settings(allowed_hosts="*,x").allowed_host_list == ["*"]
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [("LocalHost:8000", "localhost"), ("[::1]:8000", "::1"), ("[::1]", "::1"), ("example.org.", "example.org"),
+     ("a@b", ""), ("x:80:80", ""), ("[::1", ""), ("", ""), ("ex ample", "")],
+)  # fmt: skip
+def test_host_name_reads_a_host_header_strictly(header: str, name: str) -> None:
+    assert host_name(header) == name
+    assert "::1" in Settings().allowed_host_list  # the default's "[::1]" matches an IPv6 loopback Host
