@@ -203,7 +203,13 @@ class Storage:
             try:
                 self.client.head_bucket(Bucket=self.bucket)
             except ClientError:
-                self.client.create_bucket(Bucket=self.bucket)
+                try:
+                    self.client.create_bucket(Bucket=self.bucket)
+                except ClientError as exc:
+                    # A server that is still starting can fail the HEAD (or the answer to an
+                    # earlier CREATE) and then report the bucket as ours: that is success.
+                    if _error_code(exc) != "BucketAlreadyOwnedByYou":
+                        raise
 
     # --- writing ---------------------------------------------------------------
     def multipart_writer(self, key: str, content_type: str) -> MultipartWriter:
