@@ -76,6 +76,16 @@ TRANSITIONS: dict[str, Transition] = {
 }
 
 
+# The audit line's action for each transition that changes the status (shared/audit.py).
+AUDITED = {
+    "start": "job.started",
+    "succeed": "job.succeeded",
+    "fail": "job.failed",
+    "cancel": "job.canceled",
+    "retry": "job.retried",
+}
+
+
 def now() -> float:
     return time.time()
 
@@ -309,8 +319,8 @@ class JobStore:
         if transition.target is not None:
             fields["status"] = transition.target
         applied = self.update(job_id, only_if=sources, increment=increment, **fields)
-        if applied and transition.target is not None:  # a change of status, not a progress report
-            audit(f"job.{transition.target.value}", actor=actor, job_id=job_id, **({"reason": why} if why else {}))
+        if applied and name in AUDITED:  # a change of status, not a progress report
+            audit(AUDITED[name], actor=actor, job_id=job_id, **({"reason": why} if why else {}))
         return applied
 
     def update(self, job_id: str, *, only_if: tuple[JobStatus, ...] = (), increment: str = "", **fields: Any) -> bool:

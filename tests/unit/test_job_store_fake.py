@@ -27,3 +27,9 @@ def other_store(fake_redis: fakeredis.FakeRedis) -> JobStore:
 
 class TestJobStoreOnFakeRedis(JobStoreContract):
     pass
+
+
+def test_every_status_changing_transition_is_audited() -> None:
+    from shared.jobs import AUDITED, TRANSITIONS
+
+    assert set(AUDITED) == {name for name, t in TRANSITIONS.items() if t.target is not None}
