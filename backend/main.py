@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origin_list,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["*"],
-            expose_headers=["Location", "Content-Range", "Content-Length"],
+            expose_headers=["Location", "Content-Range", "Content-Length", "Retry-After", "WWW-Authenticate"],
         )
     app.include_router(service.router)
     app.include_router(analyze.router)

@@ -393,3 +393,22 @@ def test_job_records_remember_their_owner_through_every_transition(settings: Set
 
 def test_the_app_builds_with_keys_required_by_default() -> None:
     assert create_app(Settings()).state.settings.api_auth == "keys"
+
+
+def test_a_separate_frontend_can_use_keys_and_read_the_wait_of_a_429(settings: Settings, clip: Path) -> None:
+    frontend = "http://studio.example:5173"
+    crossed = settings.model_copy(update={"cors_origins": frontend, "max_queued_jobs_per_key": 1})
+    key = make_key(crossed, "studio")
+    with live_api(crossed) as api:
+        preflight = httpx.options(
+            f"{api}/analyze",
+            headers={"Origin": frontend, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "authorization"},
+        )  # fmt: skip
+        assert preflight.status_code == 200 and "authorization" in preflight.headers["access-control-allow-headers"]
+        assert post_video(api, clip, key, Origin=frontend).status_code == 202
+        refused = post_video(api, clip, key, Origin=frontend)
+        assert_error(refused, 429, "RATE_LIMITED")
+        # A page on the frontend's origin may read how long to wait, and why a call was refused.
+        exposed = {h.strip().lower() for h in refused.headers["access-control-expose-headers"].split(",")}
+        assert {"retry-after", "www-authenticate"} <= exposed
