@@ -7,6 +7,7 @@ so the tempo here (0.75 Hz, a 1.33 s period) keeps the lag window (+-1 s) under 
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -218,6 +219,7 @@ def test_the_late_dancer_is_reported_late_and_the_others_on_time() -> None:
     assert abs(lags[3] - 0.2) < 1 / FPS, lags
     assert all(abs(lags[t]) < 0.5 / FPS for t in (1, 2, 4)), lags
     assert all(d.similarity > 0.9 for d in result.dancers), result.dancers
+    json.dumps(result.to_dict(), allow_nan=False)  # metrics.json material: plain JSON, null for unknowns
     late = result.to_dict()["dancers"][2]
     assert late["track_id"] == 3 and late["lag_ms"] == pytest.approx(200, abs=1000 / FPS), late
 
@@ -246,6 +248,16 @@ def test_group_synchrony_needs_two_dancers_and_copes_with_one_arriving_late() ->
     assert np.isnan(result.spread_deg[: round(2.9 * FPS)]).all()
     with pytest.raises(ValueError):
         group_synchrony([PoseSeries.from_track(doc, 1)])
+
+
+def test_a_passer_by_gets_no_verdict_and_does_not_stop_the_others() -> None:
+    times = times_for(10)
+    a, b, c = group(times, [0.0, 0.1, 0.0])
+    c[: round(9 * FPS)] = np.nan  # in view for the last second only
+    doc = poses_doc(times, {1: a, 2: b, 3: c})
+    result = group_synchrony([PoseSeries.from_track(doc, n) for n in (1, 2, 3)])
+    assert abs(result.dancers[1].lag_s - 0.1) < 1 / FPS
+    assert result.to_dict()["dancers"][2] == {"track_id": 3, "lag_ms": None, "similarity": None}
 
 
 # Compare with a reference (DTW) -----------------------------------------------------------------------------
@@ -296,7 +308,7 @@ def test_worst_moments_point_at_the_stretch_that_differs() -> None:
     assert worst.start >= 12.0 - 0.5 and worst.end <= 13.5 + 0.5, result.moments
     assert worst.worst_keypoints[0] == "right_wrist"
     assert abs(worst.attempt_start - worst.start) < 0.2
-    data = result.to_dict()
+    data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert data["worst_moments"][0]["worst_keypoints"][0] == "right_wrist"
     assert len(data["series"]["time"]) == len(data["series"]["keypoints"]["nose"]) == len(result.times)
 

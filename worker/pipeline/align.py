@@ -39,6 +39,7 @@ RATE_HZ = 30.0  # the uniform grid every comparison runs on
 MAX_GAP_S = 0.25  # resampling bridges holes up to this long; longer ones stay unknown
 MAX_LAG_S = 1.0  # the lag window of the cross-correlation
 MIN_OVERLAP = 0.5  # a lag is only considered if the series still overlap on this share of the shorter one
+MIN_SHARED_S = 2.0  # ...and both dancers are seen together for this long: a few frames would correlate by chance
 WINDOW_S = 1.0  # the length of a reported moment
 # A keypoint this far from its counterpart (in torso lengths) scores exp(-1) = 0.37; at a third of it, 0.9.
 SIMILARITY_SCALE = 0.3
@@ -243,9 +244,12 @@ class Lag:
     similarity: float  # 0..1: the correlation of the two at that lag (a negative correlation counts as 0)
 
 
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of (N, D) arrays pooled over features (each centred on its own mean); NaNs ignored."""
+def _correlation(a: np.ndarray, b: np.ndarray, min_rows: int) -> float:
+    """Pearson correlation of (N, D) arrays pooled over features (each centred on its own mean); NaNs ignored.
+    NaN unless at least `min_rows` rows have a feature known in both."""
     known = ~(np.isnan(a) | np.isnan(b))
+    if known.any(axis=1).sum() < min_rows:
+        return math.nan
     n = known.sum(axis=0)
     use = n >= 2
     if not use.any():
@@ -273,7 +277,7 @@ def feature_lag(a: np.ndarray, b: np.ndarray, rate_hz: float, max_lag_s: float =
         # b[t + lag] against a[t]: b doing at t + lag what a did at t.
         lo, hi = max(0, -lag), min(len(a), len(b) - lag)
         if hi - lo >= min_overlap:
-            r[n] = _correlation(a[lo:hi], b[lo + lag : hi + lag])
+            r[n] = _correlation(a[lo:hi], b[lo + lag : hi + lag], max(2, round(MIN_SHARED_S * rate_hz)))
     if np.isnan(r).all():
         raise NotEnoughPose("the two series do not overlap enough in time to compare")
     best = int(np.nanargmax(r))
@@ -332,14 +336,14 @@ def worst_windows(badness: np.ndarray, width: int, count: int) -> list[tuple[int
 @dataclass(frozen=True)
 class DancerSync:
     track_id: int | None
-    lag_s: float  # positive: behind the group (late); negative: ahead
-    similarity: float  # 0..1, how alike this dancer's joint-angle motion is to the group's at that lag
+    lag_s: float  # positive: behind the group (late); negative: ahead; NaN if never seen long enough with others
+    similarity: float  # 0..1, how alike this dancer's joint-angle motion is to the group's at that lag; or NaN
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "track_id": self.track_id,
-            "lag_ms": round(1000 * self.lag_s, 1),
-            "similarity": round(self.similarity, 4),
+            "lag_ms": None if math.isnan(self.lag_s) else round(1000 * float(self.lag_s), 1),
+            "similarity": None if math.isnan(self.similarity) else round(self.similarity, 4),
         }
 
 
@@ -401,7 +405,10 @@ def group_synchrony(
     results = []
     for n, series in enumerate(grid):
         others = _nanmedian(np.delete(features, n, axis=0), axis=0)
-        lag = feature_lag(others, features[n], rate_hz, max_lag_s)
+        try:
+            lag = feature_lag(others, features[n], rate_hz, max_lag_s)
+        except NotEnoughPose:  # a passer-by in view for a moment: no verdict, but the others still get theirs
+            lag = Lag(math.nan, math.nan)
         results.append(DancerSync(series.track_id, lag.seconds, lag.similarity))
 
     # Together-ness as a viewer sees it: the same instant, no lag removed.
