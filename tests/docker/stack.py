@@ -186,6 +186,19 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"{what} did not happen in {timeout:.0f} s")
 
 
+def published_ports() -> dict[str, str]:
+    """Free host ports for every service a stack publishes, as its settings, and the S3 URL signed for."""
+    api_port, s3_port, console_port, redis_port, dashboard_port = free_ports(5)
+    return {
+        "BACKEND_PORT": str(api_port),
+        "MINIO_API_PORT": str(s3_port),
+        "MINIO_CONSOLE_PORT": str(console_port),
+        "REDIS_PORT": str(redis_port),
+        "RQ_DASHBOARD_PORT": str(dashboard_port),
+        "S3_PUBLIC_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+    }
+
+
 def start_stack(workdir: Path, report: Callable[[str], None]) -> Iterator[ComposeStack]:
     """Build and start the cpu profile; yield it; then remove its containers and volumes."""
     notes: list[str] = []
@@ -198,7 +211,6 @@ def start_stack(workdir: Path, report: Callable[[str], None]) -> Iterator[Compos
         if needs_standins(env, notes):
             subprocess.run([str(STANDINS_SCRIPT)], env={**env, **ca}, check=True, timeout=1800)
             compose_files.append("docker/compose.standins.yml")
-        api_port, s3_port, console_port, redis_port, dashboard_port = free_ports(5)
         settings = {
             "COMPOSE_PROJECT_NAME": PROJECT,
             # Production (Compose's default, said here too) with secrets as `./manage.sh init` makes them.
@@ -210,12 +222,7 @@ def start_stack(workdir: Path, report: Callable[[str], None]) -> Iterator[Compos
             "RQ_DASHBOARD_PASSWORD": secrets.token_hex(32),
             "SECRET_KEY": secrets.token_hex(32),
             "METRICS_TOKEN": secrets.token_hex(32),
-            "BACKEND_PORT": str(api_port),
-            "MINIO_API_PORT": str(s3_port),
-            "MINIO_CONSOLE_PORT": str(console_port),
-            "REDIS_PORT": str(redis_port),
-            "RQ_DASHBOARD_PORT": str(dashboard_port),
-            "S3_PUBLIC_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+            **published_ports(),
             "DEFAULT_PROFILE": "fast",
             **ca,
         }
@@ -233,8 +240,8 @@ def start_stack(workdir: Path, report: Callable[[str], None]) -> Iterator[Compos
         stack = ComposeStack(
             env=env,
             settings=settings,
-            api=f"http://127.0.0.1:{api_port}",
-            dashboard=f"http://127.0.0.1:{dashboard_port}",
+            api=f"http://127.0.0.1:{settings['BACKEND_PORT']}",
+            dashboard=f"http://127.0.0.1:{settings['RQ_DASHBOARD_PORT']}",
             notes=notes,
         )
         for note in notes:

@@ -33,8 +33,7 @@ import pytest
 from shared.result_schemas import validate
 from tests.clips import PEOPLE_IN_PHOTO, make_pan_clip, package_photo
 from tests.docker.conftest import REPO
-from tests.docker.stack import ComposeStack, start_stack
-from tests.services import free_ports
+from tests.docker.stack import ComposeStack, published_ports, start_stack
 from tests.tools import find_tool, missing_tool
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(3600)]
@@ -254,17 +253,11 @@ def test_compose_with_a_change_me_secret_does_not_start(stack: ComposeStack, tmp
     """The containers' own check, without manage.sh's: `docker compose up` of a second project from
     the same images, with the storage password left as CHANGE-ME. The bucket one-shot and the API
     refuse to start and name the setting; the smoke stack (another project) runs on untouched."""
-    api_port, s3_port, console_port, redis_port, dashboard_port = free_ports(5)
     settings = {
         **stack.settings,
         "COMPOSE_PROJECT_NAME": REFUSED_PROJECT,
         "MINIO_ROOT_PASSWORD": "CHANGE-ME-smoke-refused",  # long enough for the S3 server itself
-        "BACKEND_PORT": str(api_port),
-        "MINIO_API_PORT": str(s3_port),
-        "MINIO_CONSOLE_PORT": str(console_port),
-        "REDIS_PORT": str(redis_port),
-        "RQ_DASHBOARD_PORT": str(dashboard_port),
-        "S3_PUBLIC_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+        **published_ports(),
     }
     envfile = tmp_path / "refused.env"
     envfile.write_text("".join(f"{name}={value}\n" for name, value in settings.items()))
