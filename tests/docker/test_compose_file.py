@@ -52,17 +52,23 @@ def test_config_resolves_per_profile(compose: list[str], profile: str, tmp_path:
     assert backend["environment"]["S3_PUBLIC_ENDPOINT_URL"] == "http://localhost:9000"
 
 
-def test_config_fails_with_a_clear_line_without_credentials(compose: list[str], tmp_path: Path) -> None:
-    empty = tmp_path / "empty.env"
-    empty.write_text("")
-    done = subprocess.run(
-        [*compose, "-f", str(COMPOSE_FILE), "--project-directory", str(REPO), "--env-file", str(empty), "config", "-q"],
+def check_config(compose: list[str], env_file: Path) -> subprocess.CompletedProcess[str]:
+    """`compose config -q` of docker-compose.yml with only `env_file`'s settings (no shell environment)."""
+    command = [*compose, "-f", str(COMPOSE_FILE), "--project-directory", str(REPO), "--env-file", str(env_file)]
+    return subprocess.run(
+        [*command, "config", "-q"],
         capture_output=True,
         text=True,
         check=False,
-        cwd=tmp_path,
+        cwd=env_file.parent,
         env={"PATH": "/usr/bin:/bin"},
     )
+
+
+def test_config_fails_with_a_clear_line_without_credentials(compose: list[str], tmp_path: Path) -> None:
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    done = check_config(compose, empty)
     assert done.returncode != 0
     # Compose names whichever required variable it meets first; each one's line says where to set it.
     required = ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "SECRET_KEY", "RQ_DASHBOARD_PASSWORD")
@@ -229,15 +235,7 @@ def test_every_app_service_runs_in_production_with_keys(compose: list[str], prof
 def test_config_fails_naming_a_missing_secret_key(compose: list[str], tmp_path: Path) -> None:
     settings = tmp_path / "no-secret-key.env"
     settings.write_text(re.sub(r"(?m)^SECRET_KEY=.*\n", "", ENV_EXAMPLE.read_text()))
-    command = [*compose, "-f", str(COMPOSE_FILE), "--project-directory", str(REPO), "--env-file", str(settings)]
-    done = subprocess.run(
-        [*command, "config", "-q"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin"},
-    )
+    done = check_config(compose, settings)
     assert done.returncode != 0
     assert "required variable SECRET_KEY is missing a value: set SECRET_KEY in .env" in done.stderr
 
