@@ -67,6 +67,36 @@ def draw_poses(image: np.ndarray, people: Detections, edges: tuple[tuple[int, in
         cv2.rectangle(image, (x1, y1), (x2, y2), color, 1, cv2.LINE_AA)
 
 
+class AudioCopy:
+    """A source's audio track into an MP4 being written: packets copied as they are when MP4 can hold
+    the codec, else decoded and re-encoded to AAC. Feed it the source's audio packets in demux order
+    (interleaved with the video, so the muxer need not buffer), then `flush` once after the last."""
+
+    def __init__(self, output: av.container.OutputContainer, source: av.audio.stream.AudioStream) -> None:
+        self._output = output
+        self._resampler: av.AudioResampler | None = None
+        if source.codec_context.name in _MP4_AUDIO:
+            self._stream = output.add_stream_from_template(source)
+        else:
+            self._stream = output.add_stream("aac", rate=source.codec_context.sample_rate or 48000)
+            self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=self._stream.rate)
+
+    def mux(self, packet: av.Packet) -> None:
+        if self._resampler is None:
+            if packet.dts is None:  # the demuxer's empty flush packet
+                return
+            packet.stream = self._stream
+            self._output.mux(packet)
+            return
+        for frame in packet.decode():
+            for resampled in self._resampler.resample(frame):  # type: ignore[arg-type]
+                self._output.mux(self._stream.encode(resampled))
+
+    def flush(self) -> None:
+        if self._resampler is not None:
+            self._output.mux(self._stream.encode(None))
+
+
 def render(
     video: VideoInfo,
     poses: PoseSequence,
@@ -95,27 +125,13 @@ def render(
         out_video.options = {"preset": preset, "crf": str(crf)}
         out_video.thread_type = "AUTO"
 
-        out_audio, resampler = None, None
-        if src_audio is not None:
-            if src_audio.codec_context.name in _MP4_AUDIO:
-                out_audio = output.add_stream_from_template(src_audio)
-            else:
-                out_audio = output.add_stream("aac", rate=src_audio.codec_context.sample_rate or 48000)
-                resampler = av.AudioResampler(format="fltp", layout="stereo", rate=out_audio.rate)
+        audio = AudioCopy(output, src_audio) if src_audio is not None else None
 
         streams = [src_video] + ([src_audio] if src_audio is not None else [])
         index = 0
         for packet in source.demux(*streams):
-            if packet.stream is src_audio and out_audio is not None:
-                if resampler is None:
-                    if packet.dts is None:
-                        continue
-                    packet.stream = out_audio
-                    output.mux(packet)
-                else:
-                    for frame in packet.decode():
-                        for resampled in resampler.resample(frame):  # type: ignore[arg-type]
-                            output.mux(out_audio.encode(resampled))
+            if packet.stream is src_audio and audio is not None:
+                audio.mux(packet)
                 continue
             for frame in packet.decode():
                 if not isinstance(frame, av.VideoFrame):
@@ -134,8 +150,8 @@ def render(
                 if progress is not None:
                     progress(index)
         output.mux(out_video.encode(None))
-        if resampler is not None and out_audio is not None:
-            output.mux(out_audio.encode(None))
+        if audio is not None:
+            audio.flush()
     finally:
         output.close()
         source.close()
