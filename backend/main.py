@@ -17,7 +17,7 @@ from backend.auth import LinkSigner
 from backend.errors import install_error_handlers
 from backend.guards import RequestGuard
 from backend.limits import KeyLimits
-from backend.routes import analyze, events, jobs, metrics, service
+from backend.routes import analyze, compare, events, jobs, metrics, service
 from shared import __version__
 from shared.apikeys import AsyncApiKeyReader
 from shared.jobs import AsyncJobReader, JobStore
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.include_router(service.router)
     app.include_router(analyze.router)
+    app.include_router(compare.router)
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(metrics.router)

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, Field
 
 from backend.auth import Caller, CallerDep, LinkSigner
-from shared.jobs import JobRecord, JobStage, JobStatus
+from shared.jobs import JobKind, JobRecord, JobStage, JobStatus
 from shared.keys import result_key
 from shared.profiles import Profile
 from shared.settings import Settings
@@ -25,6 +25,7 @@ class ErrorInfo(BaseModel):
 
 class JobView(BaseModel):
     job_id: str
+    kind: JobKind = Field(description="`analysis` of an uploaded video, or `comparison` of two analyses.")
     status: JobStatus
     stage: JobStage
     progress: float = Field(ge=0, le=1)
@@ -43,12 +44,20 @@ class JobView(BaseModel):
     attempts: int = Field(description="Runs started so far; a run whose worker was lost is retried.")
     max_attempts: int = Field(description="Runs allowed before a job whose worker keeps being lost fails.")
     retry_reason: str = Field(description="Why the job was queued again, when it was; empty otherwise.")
+    comparison: dict[str, Any] | None = Field(
+        None, description="A comparison's inputs: reference_job_id, attempt_job_id, mirror, the track ids."
+    )
+    comparison_job_id: str | None = Field(
+        None, description="An analysis uploaded with a reference: the comparison job that follows it."
+    )
 
 
 class JobAccepted(BaseModel):
     job_id: str
     status: JobStatus
     status_url: str
+    comparison_job_id: str | None = Field(None, description="With `reference_job_id`: the comparison that follows.")
+    comparison_status_url: str | None = None
 
 
 class JobPage(BaseModel):
@@ -86,6 +95,7 @@ def job_view(record: JobRecord, storage: Storage, base: str, token: LinkToken | 
         results = {name: result_url(storage, base, record.job_id, name, token) for name in record.results}
     return JobView(
         job_id=record.job_id,
+        kind=record.kind,
         status=record.status,
         stage=record.stage,
         progress=min(max(record.progress, 0.0), 1.0),
@@ -104,6 +114,8 @@ def job_view(record: JobRecord, storage: Storage, base: str, token: LinkToken | 
         attempts=record.attempts,
         max_attempts=record.max_attempts,
         retry_reason=record.retry_reason,
+        comparison=record.comparison,
+        comparison_job_id=record.comparison_job_id or None,
     )
 
 

@@ -28,6 +28,8 @@ class ErrorCode(str, Enum):
     RESULT_NOT_READY = "RESULT_NOT_READY"
     JOB_ALREADY_FINISHED = "JOB_ALREADY_FINISHED"
     JOB_RUNNING = "JOB_RUNNING"
+    JOB_NOT_READY = "JOB_NOT_READY"
+    NOT_AN_ANALYSIS = "NOT_AN_ANALYSIS"
     RANGE_NOT_SATISFIABLE = "RANGE_NOT_SATISFIABLE"
     # Who is asking (backend/auth.py, backend/guards.py, backend/limits.py)
     UNAUTHORIZED = "UNAUTHORIZED"
@@ -46,6 +48,8 @@ class ErrorCode(str, Enum):
     JOB_TIMEOUT = "JOB_TIMEOUT"
     WORKER_LOST = "WORKER_LOST"
     MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
+    INPUT_UNAVAILABLE = "INPUT_UNAVAILABLE"
+    NOT_ENOUGH_POSE = "NOT_ENOUGH_POSE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -64,6 +68,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.RESULT_NOT_READY: 409,
     ErrorCode.JOB_ALREADY_FINISHED: 409,
     ErrorCode.JOB_RUNNING: 409,
+    ErrorCode.JOB_NOT_READY: 409,
+    ErrorCode.NOT_AN_ANALYSIS: 422,
     ErrorCode.RANGE_NOT_SATISFIABLE: 416,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,
@@ -79,6 +85,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.JOB_TIMEOUT: 500,
     ErrorCode.WORKER_LOST: 500,
     ErrorCode.MODEL_UNAVAILABLE: 500,
+    ErrorCode.INPUT_UNAVAILABLE: 409,
+    ErrorCode.NOT_ENOUGH_POSE: 422,
     ErrorCode.INTERNAL_ERROR: 500,
 }
 

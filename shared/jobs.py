@@ -46,13 +46,22 @@ class JobStatus(str, Enum):
 FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
 
 
+class JobKind(str, Enum):
+    """What a job does: analyse one uploaded video, or compare two analysed ones."""
+
+    ANALYSIS = "analysis"
+    COMPARISON = "comparison"
+
+
 class JobStage(str, Enum):
     """What a running job is doing right now."""
 
     QUEUED = "queued"
     FETCHING = "fetching"
     PROBING = "probing"
+    LISTENING = "listening"  # an analysis finding the music's beats
     ANALYZING = "analyzing"
+    ALIGNING = "aligning"  # a comparison aligning the two performances
     RENDERING = "rendering"
     EXPORTING = "exporting"
     UPLOADING = "uploading"
@@ -90,6 +99,54 @@ def now() -> float:
     return time.time()
 
 
+class Mirror(str, Enum):
+    """Whether a comparison looks at the attempt as it is, as its mirror image, or tries both."""
+
+    AUTO = "auto"  # both; the closer one wins (a class facing its teacher mirrors them)
+    ON = "on"
+    OFF = "off"
+
+    @property
+    def option(self) -> bool | None:
+        """The `mirror` argument of worker.pipeline.align.align."""
+        return {Mirror.AUTO: None, Mirror.ON: True, Mirror.OFF: False}[self]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A comparison job's inputs: two succeeded analyses of the same caller, and how to compare them."""
+
+    reference_job_id: str  # e.g. the teacher
+    attempt_job_id: str  # the dancer compared with them
+    mirror: Mirror = Mirror.AUTO
+    # Which dancer of each video; None: the one seen longest.
+    reference_track_id: int | None = None
+    attempt_track_id: int | None = None
+
+    @property
+    def job_ids(self) -> tuple[str, str]:
+        return self.reference_job_id, self.attempt_job_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference_job_id": self.reference_job_id,
+            "attempt_job_id": self.attempt_job_id,
+            "mirror": self.mirror.value,
+            "reference_track_id": self.reference_track_id,
+            "attempt_track_id": self.attempt_track_id,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Comparison:
+        return cls(
+            reference_job_id=raw["reference_job_id"],
+            attempt_job_id=raw["attempt_job_id"],
+            mirror=Mirror(raw.get("mirror") or Mirror.AUTO.value),
+            reference_track_id=raw.get("reference_track_id"),
+            attempt_track_id=raw.get("attempt_track_id"),
+        )
+
+
 @dataclass
 class JobRecord:
     job_id: str
@@ -120,11 +177,21 @@ class JobRecord:
     retry_reason: str = ""
     # The id of the API key that created it (shared/apikeys.py); empty for a job made with the API open.
     owner: str = ""
+    kind: JobKind = JobKind.ANALYSIS
+    # A comparison's inputs and options (see `Comparison`); None for an analysis.
+    comparison: dict[str, Any] | None = None
+    # An analysis uploaded with a reference: the comparison job that runs once it ends.
+    comparison_job_id: str = ""
 
     # Fields stored as JSON text in the hash.
-    _JSON_FIELDS = ("error", "results", "video")
+    _JSON_FIELDS = ("error", "results", "video", "comparison")
     _FLOAT_FIELDS = ("progress", "created_at", "started_at", "finished_at", "heartbeat_at", "queued_at")
     _INT_FIELDS = ("frames_done", "frames_total", "size_bytes", "attempts", "max_attempts")
+
+    @property
+    def inputs(self) -> Comparison | None:
+        """What a comparison compares; None for an analysis."""
+        return Comparison.from_dict(self.comparison) if self.comparison else None
 
     def silent_seconds(self) -> float:
         """Seconds since the last sign of life from the job's worker (or since it was created)."""
@@ -160,6 +227,7 @@ class JobRecord:
         values["status"] = JobStatus(values.get("status", "queued"))
         values["stage"] = JobStage(values.get("stage", "queued"))
         values["profile"] = Profile(values.get("profile") or Profile.FAST.value)
+        values["kind"] = JobKind(values.get("kind") or JobKind.ANALYSIS.value)
         values["progress"] = values.get("progress") or 0.0
         values["results"] = values.get("results") or []
         values.setdefault("max_attempts", 1)

@@ -14,10 +14,15 @@ from enum import Enum
 class ResultName(str, Enum):
     """The files a succeeded job offers, by their public names."""
 
+    # An analysis job's
     ANNOTATED_VIDEO = "annotated.mp4"
     POSES_JSON = "poses.json"
     POSES_CSV = "poses.csv"
     METRICS_JSON = "metrics.json"
+    BEATS_JSON = "beats.json"
+    # A comparison job's
+    COMPARISON_JSON = "comparison.json"
+    COMPARISON_VIDEO = "comparison.mp4"
 
     @property
     def content_type(self) -> str:
@@ -29,6 +34,9 @@ _CONTENT_TYPES = {
     ResultName.POSES_JSON: "application/json",
     ResultName.POSES_CSV: "text/csv",
     ResultName.METRICS_JSON: "application/json",
+    ResultName.BEATS_JSON: "application/json",
+    ResultName.COMPARISON_JSON: "application/json",
+    ResultName.COMPARISON_VIDEO: "video/mp4",
 }
 
 RESULT_NAMES: tuple[str, ...] = tuple(name.value for name in ResultName)

@@ -34,7 +34,8 @@ def get_queue(settings: Settings, connection: redis.Redis) -> Queue:
     return Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
 
 
-def enqueue_analysis(queue: Queue, settings: Settings, job_id: str) -> None:
+def enqueue_job(queue: Queue, settings: Settings, job_id: str, kind: str = "analysis") -> None:
+    """`kind` only names the job in the dashboard ("analysis 3f2a…", "comparison 9c1b…")."""
     queue.enqueue(
         JOB_FUNCTION,
         job_id,
@@ -42,7 +43,7 @@ def enqueue_analysis(queue: Queue, settings: Settings, job_id: str) -> None:
         job_timeout=hard_timeout_seconds(settings),
         result_ttl=24 * 3600,
         failure_ttl=7 * 24 * 3600,
-        description=f"analyze {job_id}",
+        description=f"{kind} {job_id}",
     )
 
 
@@ -65,12 +66,12 @@ def rq_status(queue: Queue, job_id: str) -> str | None:
     return status.value if status is not None else None
 
 
-def requeue_analysis(queue: Queue, settings: Settings, job_id: str) -> None:
+def requeue_job(queue: Queue, settings: Settings, job_id: str, kind: str = "analysis") -> None:
     """Enqueue the job again under the same id, whatever RQ made of the last run."""
     job = fetch_rq_job(queue, job_id)
     if job is not None:
         job.delete(remove_from_queue=True)
-    enqueue_analysis(queue, settings, job_id)
+    enqueue_job(queue, settings, job_id, kind)
 
 
 def mark_rq_canceled(queue: Queue, job_id: str) -> None:

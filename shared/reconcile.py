@@ -8,6 +8,7 @@ A record can fall out of step with what really happens:
   to storage is removed first, so a retry or a failure leaves no results;
 - queued, but no queue holds it (the queue was emptied from the dashboard,
   Redis lost a write, a run ended without a final status): enqueued again;
+  a comparison that follows an analysis still under way waits for it;
 - finished in the record but not in RQ (a run canceled midway): RQ's view is
   corrected, so the dashboard and the API agree;
 - a multipart upload abandoned by a dead process or unaborted in an outage;
@@ -28,11 +29,11 @@ from dataclasses import dataclass, field
 from rq import Queue
 
 from shared.errors import ErrorCode, ServiceError
-from shared.jobs import FINAL_STATUSES, JobRecord, JobStatus, JobStore
+from shared.jobs import FINAL_STATUSES, JobKind, JobRecord, JobStatus, JobStore
 from shared.keys import job_prefixes, results_prefix
 from shared.open_uploads import OpenUploads
 from shared.presence import read_presence
-from shared.queue import fetch_rq_job, mark_rq_canceled, mark_rq_failed, requeue_analysis, rq_status
+from shared.queue import fetch_rq_job, mark_rq_canceled, mark_rq_failed, requeue_job, rq_status
 from shared.settings import Settings
 from shared.storage import Storage
 
@@ -107,7 +108,7 @@ class Reconciler:
             if not self.store.retry(record.job_id, reason, worker=record.worker, actor=RECONCILER):
                 return None
             if requeue:
-                requeue_analysis(self.queue, self.settings, record.job_id)
+                requeue_job(self.queue, self.settings, record.job_id, record.kind.value)
             log.warning("job %s: %s; queued again (attempt %d of %d next)", record.job_id, reason,
                         record.attempts + 1, record.max_attempts)  # fmt: skip
             return JobStatus.QUEUED
@@ -173,15 +174,30 @@ class Reconciler:
             # Missing: maybe not enqueued yet; started: a worker is about to say so. Both get a grace.
             if status in (None, "started") and waited < ENQUEUE_GRACE_SECONDS:
                 continue
-            if not self.storage.exists(record.source_key):
+            if record.kind is JobKind.COMPARISON:
+                if self.waits_for_input(record):
+                    continue  # follows an analysis still under way: that run enqueues it when it ends
+            elif not self.storage.exists(record.source_key):
                 error = ServiceError(ErrorCode.SOURCE_MISSING, "The uploaded video is no longer in storage.")
                 if self.store.fail(record.job_id, error, only_if=(JobStatus.QUEUED,), actor=RECONCILER):
                     log.error("job %s: queued, but its upload is gone; failed", record.job_id)
                 continue
-            requeue_analysis(self.queue, self.settings, record.job_id)
+            requeue_job(self.queue, self.settings, record.job_id, record.kind.value)
             log.warning("job %s: queued, but no queue held it (RQ: %s); enqueued again", record.job_id, status)
             requeued.append(record.job_id)
         return requeued
+
+    def waits_for_input(self, record: JobRecord) -> bool:
+        """Whether a comparison compares a job that has not finished yet (uploaded with a reference,
+        it is created with the analysis it follows and queued once that one ends)."""
+        inputs = record.inputs
+        if inputs is None:
+            return False
+        for job_id in inputs.job_ids:
+            source = self.store.get(job_id)
+            if source is not None and not source.status.is_final:
+                return True
+        return False
 
     def _correct_rq_view(self) -> list[str]:
         """Canceled records whose run RQ counted as finished (the worker stopped at a cancel)."""

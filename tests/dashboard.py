@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from shared.queue import enqueue_analysis, get_queue
+from shared.queue import enqueue_job, get_queue
 from shared.settings import Settings
 from tests.services import free_port
 
@@ -123,7 +123,7 @@ def queued_job(redis_url: str) -> Iterator[QueuedJob]:
     connection = redis.Redis.from_url(settings.redis_url)
     queue = get_queue(settings, connection)
     job_id = uuid.uuid4().hex
-    enqueue_analysis(queue, settings, job_id)
+    enqueue_job(queue, settings, job_id)
     job = QueuedJob(settings.queue_name, job_id, connection)
     assert job.queued_ids() == [job_id]
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import uuid
 
 from fastapi import APIRouter, Request
@@ -17,18 +18,18 @@ from fastapi.responses import JSONResponse
 from rq import Queue
 from starlette.concurrency import run_in_threadpool
 
-from backend.auth import CallerDep
+from backend.auth import Caller, CallerDep
 from backend.deps import LimitsDep, QueueDep, SettingsDep, StorageDep, StoreDep
 from backend.errors import error_responses
 from backend.limits import renewing
+from backend.routes.compare import JOB_ID_PATTERN, comparable, comparison_record, create_and_enqueue
 from backend.upload import StreamingUpload
 from backend.views import JobAccepted, api_base
 from shared.errors import ErrorCode, ServiceError
-from shared.jobs import JobRecord, JobStore
+from shared.jobs import Comparison, JobRecord, JobStore, Mirror
 from shared.keys import upload_key
 from shared.metrics import Metrics
 from shared.profiles import Profile
-from shared.queue import enqueue_analysis
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,18 @@ _OPENAPI_BODY = {
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "The video (MP4, MOV, WebM...)."},
                         "profile": {"type": "string", "enum": Profile.names(), "default": Profile.FAST.value},
+                        "reference_job_id": {
+                            "type": "string",
+                            "pattern": JOB_ID_PATTERN,
+                            "description": "One of your succeeded analyses (e.g. the teacher's): a comparison job "
+                            "with this upload as the attempt runs once the analysis ends.",
+                        },
+                        "mirror": {
+                            "type": "string",
+                            "enum": [m.value for m in Mirror],
+                            "default": Mirror.AUTO.value,
+                            "description": "The comparison's mirror option (see POST /compare).",
+                        },
                     },
                 }
             }
@@ -61,7 +74,7 @@ _OPENAPI_BODY = {
     status_code=202,
     response_model=JobAccepted,
     openapi_extra=_OPENAPI_BODY,
-    responses=error_responses(401, 413, 415, 422, 429, 503),
+    responses=error_responses(401, 404, 409, 413, 415, 422, 429, 503),
 )
 async def analyze(
     request: Request,
@@ -73,6 +86,9 @@ async def analyze(
     limits: LimitsDep,
 ) -> JSONResponse:
     """Upload a video (multipart field `file`) for analysis; the job belongs to the caller's key.
+
+    With `reference_job_id`, a comparison job (see `POST /compare`) with this upload as the attempt is
+    created too (`comparison_job_id` in the answer) and runs once the analysis ends.
 
     429 RATE_LIMITED (with Retry-After) when the key has too many jobs waiting or running,
     or too many uploads arriving at once."""
@@ -121,7 +137,10 @@ async def analyze(
             max_attempts=settings.max_attempts,
             owner=caller.key_id,
         )
-        await run_in_threadpool(_record_and_enqueue, store, queue, settings, record, caller.label)
+        follower = await run_in_threadpool(_follower, store, settings, caller, record, result.fields)
+        if follower is not None:
+            record.comparison_job_id = follower.job_id
+        await run_in_threadpool(_record_and_enqueue, store, queue, settings, record, follower, caller.label)
     except BaseException:
         # No object without a job.
         with contextlib.suppress(ServiceError):
@@ -134,20 +153,53 @@ async def analyze(
     )  # fmt: skip
     base = api_base(settings, str(request.base_url))
     accepted = JobAccepted(job_id=job_id, status=record.status, status_url=f"{base}/jobs/{job_id}")
+    if follower is not None:
+        accepted.comparison_job_id = follower.job_id
+        accepted.comparison_status_url = f"{base}/jobs/{follower.job_id}"
     return JSONResponse(accepted.model_dump(mode="json"), status_code=202, headers={"Location": accepted.status_url})
 
 
-def _record_and_enqueue(store: JobStore, queue: Queue, settings: Settings, record: JobRecord, actor: str) -> None:
+def _follower(
+    store: JobStore, settings: Settings, caller: Caller, record: JobRecord, fields: dict[str, str]
+) -> JobRecord | None:
+    """The comparison asked for with the form field `reference_job_id` (and `mirror`), not yet recorded."""
+    reference_id = fields.get("reference_job_id", "").strip()
+    if not reference_id:
+        return None
+    if not re.fullmatch(JOB_ID_PATTERN[1:-1], reference_id):
+        raise ServiceError(
+            ErrorCode.VALIDATION_ERROR,
+            "reference_job_id must be the id of one of your analysis jobs (32 hex digits).",
+            {"field": "reference_job_id"},
+        )
+    asked = fields.get("mirror") or Mirror.AUTO.value
+    if asked not in {m.value for m in Mirror}:
+        raise ServiceError(
+            ErrorCode.VALIDATION_ERROR,
+            f"Unknown mirror option {asked!r}; choose one of: {', '.join(m.value for m in Mirror)}.",
+            {"field": "mirror", "allowed": [m.value for m in Mirror]},
+        )
+    reference = comparable(store, caller, reference_id, "reference")
+    comparison = Comparison(reference_job_id=reference_id, attempt_job_id=record.job_id, mirror=Mirror(asked))
+    return comparison_record(settings, caller, comparison, reference, record.filename)
+
+
+def _record_and_enqueue(
+    store: JobStore, queue: Queue, settings: Settings, record: JobRecord, follower: JobRecord | None, actor: str
+) -> None:
+    """The analysis recorded and queued, and the comparison that follows it (if any) recorded first:
+    the worker queues it when the analysis ends. Nothing stays recorded when a step fails."""
     try:
-        store.create(record, actor=actor)
+        if follower is not None:
+            store.create(follower, actor=actor)
     except Exception as exc:
         raise ServiceError(
             ErrorCode.QUEUE_UNAVAILABLE, "The job queue (Redis) is unavailable.", {"reason": str(exc)}
         ) from exc
     try:
-        enqueue_analysis(queue, settings, record.job_id)
-    except Exception as exc:
-        # No job record without a queued job.
-        with contextlib.suppress(Exception):
-            store.delete(record.job_id, actor=actor)
-        raise ServiceError(ErrorCode.QUEUE_UNAVAILABLE, "The job could not be queued.", {"reason": str(exc)}) from exc
+        create_and_enqueue(store, queue, settings, record, actor)
+    except BaseException:
+        if follower is not None:
+            with contextlib.suppress(Exception):
+                store.delete(follower.job_id, actor=actor)
+        raise

@@ -395,7 +395,7 @@ def test_enqueue_failure_leaves_neither_object_nor_job(
     def refuse(*_: object, **__: object) -> None:
         raise ConnectionError("queue gone")
 
-    monkeypatch.setattr(analyze, "enqueue_analysis", refuse)
+    monkeypatch.setattr(analyze, "enqueue_job", refuse)
     result = upload(client, clip)
     assert_error(result["status"], result["body"], 503, "QUEUE_UNAVAILABLE")
     assert stored_keys(settings) == []

@@ -18,7 +18,7 @@ from shared.jobs import JobRecord, JobStore
 from shared.keys import RedisKeys
 from shared.overview import gather, main, render_text
 from shared.presence import WorkerPresence
-from shared.queue import enqueue_analysis, get_queue
+from shared.queue import enqueue_job, get_queue
 from shared.settings import Settings
 from tests.processes import ROOT, env_for
 
@@ -41,7 +41,7 @@ def busy_service(service_settings: Settings) -> Iterator[dict[str, Any]]:
 
     queued = [new_job(i) for i in (1, 2)]
     for job_id in queued:
-        enqueue_analysis(queue, service_settings, job_id)
+        enqueue_job(queue, service_settings, job_id)
     running, done, canceled = new_job(3), new_job(4), new_job(5)
     busy = WorkerPresence(client, keys, "worker-busy", ttl_seconds=15)
     idle = WorkerPresence(client, keys, "worker-idle", ttl_seconds=15)
