@@ -13,9 +13,11 @@ const PAGE_SIZE = 20;
 
 const STAGE_WORDS = {
   queued: 'Waiting in the queue', fetching: 'Fetching the video', probing: 'Reading the video',
-  analyzing: 'Finding poses', rendering: 'Drawing the video', exporting: 'Writing results',
-  uploading: 'Saving results', done: 'Done',
+  listening: 'Finding the beats', analyzing: 'Finding poses', aligning: 'Aligning the two dancers',
+  rendering: 'Drawing the video', exporting: 'Writing results', uploading: 'Saving results', done: 'Done',
 };
+// A comparison's `mirror` option, in a dancer's words.
+const MIRROR_WORDS = { auto: 'facing: found out', on: 'facing: mirrored', off: 'facing: same way' };
 const JOINT_COLORS = ['#4f46e5', '#e11d48', '#059669', '#d97706', '#0891b2', '#7c3aed', '#65a30d', '#db2777', '#475569', '#ea580c'];
 const DANCER_COLORS = ['#f59e0b', '#06b6d4', '#ec4899', '#84cc16', '#8b5cf6', '#ef4444'];
 
@@ -96,8 +98,12 @@ async function api(path, { key = session.key, headers = {}, ...options } = {}) {
   return body;
 }
 
-/** POST /analyze as multipart (fields `profile`, then `file`), reporting upload progress. */
-function uploadVideo(file, profile, onProgress) {
+/**
+ * POST /analyze as multipart (fields `profile`, then `file`), reporting upload progress. With
+ * `reference` ({job_id, mirror}), the fields `reference_job_id` and `mirror` ask for a comparison
+ * with that analysis once this one ends (the answer then names it: `comparison_job_id`).
+ */
+function uploadVideo(file, profile, onProgress, reference = null) {
   const key = session.key;
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
@@ -117,6 +123,10 @@ function uploadVideo(file, profile, onProgress) {
     xhr.addEventListener('abort', () => reject(new ApiError(0, { code: 'ABORTED', message: 'The upload was stopped.' })));
     const form = new FormData();
     form.append('profile', profile); // before the file: the server reads the form as it streams
+    if (reference) {
+      form.append('reference_job_id', reference.job_id);
+      form.append('mirror', reference.mirror);
+    }
     form.append('file', file, file.name);
     xhr.send(form);
   });
@@ -127,6 +137,15 @@ function uploadVideo(file, profile, onProgress) {
 const pct = (x) => `${Math.round((x || 0) * 100)} %`;
 const num = (x, digits = 1) => (x == null || Number.isNaN(x) ? '–' : Number(x).toFixed(digits));
 const label = (name) => name.replace(/_/g, ' ');
+/** Seconds as m:ss.s, the way a dancer reads a video's time. */
+function clock(t) {
+  const total = Math.max(t || 0, 0);
+  const minutes = Math.floor(total / 60);
+  const seconds = total - minutes * 60;
+  return `${minutes}:${seconds.toFixed(1).padStart(4, '0')}`;
+}
+const ms = (x) => `${Math.round(Math.abs(x))} ms`;
+const signedMs = (x) => `${x < 0 ? '−' : '+'}${ms(x)}`;
 function bytes(n) {
   if (!n) return '0 B';
   const units = ['B', 'KB', 'MB', 'GB'];
@@ -261,7 +280,10 @@ function useKey(key, me) {
   showKeyStatus();
   const first = !session.ready;
   session.ready = true;
-  if (first) refreshJobs().then(openFromHash);
+  if (first) {
+    refreshJobs().then(openFromHash);
+    references.refreshSoon(); // the upload form's references: older jobs too, not only the list's page
+  }
 }
 
 function showKeyStatus() {
@@ -326,6 +348,8 @@ async function startUpload(event) {
   event.preventDefault();
   if (!upload.file || upload.busy) return;
   const profile = new FormData($('#upload-form')).get('profile') || 'fast';
+  const referenceId = $('#reference-select').value;
+  const reference = referenceId ? { job_id: referenceId, mirror: $('#upload-mirror').value } : null;
   const message = $('#upload-message');
   upload.busy = true;
   $('#upload-button').disabled = true;
@@ -336,11 +360,16 @@ async function startUpload(event) {
     const accepted = await uploadVideo(upload.file, profile, (fraction) => {
       setUploadProgress(fraction);
       if (fraction >= 1) setMessage(message, 'Upload complete; the server is storing the video…');
-    });
+    }, reference);
     setUploadProgress(1);
-    setMessage(message, 'Uploaded. The analysis is queued: follow it in the job list.', 'ok');
-    const job = await api(`/jobs/${accepted.job_id}`).catch(() => null);
-    if (job) upsertJob(job, { top: true });
+    setMessage(message, accepted.comparison_job_id
+      ? 'Uploaded. The analysis is queued, and the comparison with the reference runs once it ends: follow both in the job list.'
+      : 'Uploaded. The analysis is queued: follow it in the job list.', 'ok');
+    // The comparison first, so the analysis it waits for ends up on top, above it.
+    for (const id of [accepted.comparison_job_id, accepted.job_id]) {
+      const job = id ? await api(`/jobs/${id}`).catch(() => null) : null;
+      if (job) upsertJob(job, { top: true });
+    }
     refreshJobs();
   } catch (error) {
     setMessage(message, `The upload failed: ${errorText(error)}`, 'error');
@@ -365,6 +394,7 @@ function setupUpload() {
   window.addEventListener('dragover', (event) => event.preventDefault());
   window.addEventListener('drop', (event) => event.preventDefault());
   $('#upload-form').addEventListener('submit', startUpload);
+  $('#reference-select').addEventListener('change', () => { $('#upload-mirror-row').hidden = !$('#reference-select').value; });
 }
 
 // ---------------------------------------------------------------- job list --------
@@ -402,6 +432,7 @@ function upsertJob(job, { top = false } = {}) {
     const node = $('#job-template').content.firstElementChild.cloneNode(true);
     node.dataset.jobId = job.job_id;
     $('.open', node).addEventListener('click', () => openResults(job.job_id));
+    $('.compare', node).addEventListener('click', () => openCompareDialog(job.job_id));
     $('.cancel', node).addEventListener('click', () => cancelJob(job.job_id));
     $('.delete', node).addEventListener('click', () => deleteJob(job.job_id));
     entry = { job, node };
@@ -409,9 +440,12 @@ function upsertJob(job, { top = false } = {}) {
     if (top) $('#jobs').prepend(node); else $('#jobs').append(node);
     $('#jobs-empty').hidden = true;
   }
+  const before = entry.job;
   entry.job = job;
   renderJob(entry);
   watchJob(job);
+  // A new possible reference: the upload form's list of references follows.
+  if (isAnalysis(job) && job.status === 'succeeded' && (before === job || before.status !== 'succeeded')) references.refreshSoon();
   if (job.job_id === openJobId) updateOpenJob(job);
 }
 
@@ -423,8 +457,14 @@ function renderJob({ job, node }) {
   const status = $('.status', node);
   status.textContent = job.status;
   status.className = `status ${job.status}`;
+  const comparison = !isAnalysis(job);
+  node.dataset.kind = comparison ? 'comparison' : 'analysis';
+  $('.kind', node).hidden = !comparison;
   const video = job.video ? ` · ${job.video.width}×${job.video.height}, ${num(job.video.duration, 1)} s` : '';
-  $('.job-meta', node).textContent = `${when(job.created_at)} · ${job.profile} · ${bytes(job.size_bytes)}${video}`;
+  const follows = job.comparison_job_id ? ' · then compared with a reference' : '';
+  $('.job-meta', node).textContent = comparison
+    ? `${when(job.created_at)} · comparison · ${MIRROR_WORDS[job.comparison?.mirror] || MIRROR_WORDS.auto}`
+    : `${when(job.created_at)} · ${job.profile} · ${bytes(job.size_bytes)}${video}${follows}`;
   const bar = $('progress', node);
   bar.value = job.status === 'succeeded' ? 1 : job.progress;
   bar.setAttribute('aria-label', `Progress of ${job.filename || job.job_id}`);
@@ -437,6 +477,8 @@ function renderJob({ job, node }) {
     $('.job-error-code', node).textContent = job.error.code;
   }
   $('.open', node).hidden = job.status !== 'succeeded';
+  $('.open', node).textContent = comparison ? 'View comparison' : 'View results';
+  $('.compare', node).hidden = comparison || job.status !== 'succeeded';
   $('.cancel', node).hidden = FINAL.has(job.status);
   $('.delete', node).hidden = job.status === 'running';
 }
@@ -448,6 +490,7 @@ function removeJob(jobId) {
   if (!entry) return;
   entry.node.remove();
   jobs.delete(jobId);
+  if (isAnalysis(entry.job) && entry.job.status === 'succeeded') references.refreshSoon();
   if (jobId === openJobId) closeResults();
   $('#jobs-empty').hidden = jobs.size > 0;
 }
@@ -456,6 +499,8 @@ function removeJob(jobId) {
 function resetJobs() {
   for (const id of [...jobs.keys()]) removeJob(id);
   unstreamable.clear();
+  references.clear();
+  closeCompareDialog();
   closeResults();
   $('#jobs-empty').hidden = true;
   $('#jobs-pager').hidden = true;
@@ -553,15 +598,130 @@ function setupJobs() {
   document.addEventListener('visibilitychange', () => { if (!document.hidden) poll(); });
 }
 
-// ---------------------------------------------------------------- results ---------
+// ---------------------------------------------------------------- references ------
 
-const viewer = { charts: [], raf: 0, metrics: null, videoRetried: false };
+const isAnalysis = (job) => (job.kind || 'analysis') === 'analysis';
 
 /**
- * The results of a succeeded job. The job view's `results` links carry their own permission
- * (presigned storage URLs, or API links with a signed `?token=` for that one file), so the
- * `<video>` and the download links need no header; they expire, so a fresh view is read first.
- * metrics.json comes through the API with the key, like every other call.
+ * The caller's succeeded analyses: what a comparison can use as its reference (a comparison is
+ * never the input of another). GET /jobs?status=succeeded, refreshed when one appears or goes.
+ */
+const references = {
+  list: [],
+  timer: 0,
+  async load() {
+    if (!session.ready) return [];
+    const page = await api('/jobs?status=succeeded&limit=100');
+    this.list = page.jobs.filter(isAnalysis);
+    fillReferenceSelect();
+    return this.list;
+  },
+  refreshSoon() {
+    clearTimeout(this.timer);
+    if (session.ready) this.timer = setTimeout(() => this.load().catch(() => {}), 300);
+  },
+  clear() {
+    clearTimeout(this.timer);
+    this.list = [];
+    fillReferenceSelect();
+  },
+};
+
+function referenceText(job) {
+  const length = job.video ? ` · ${num(job.video.duration, 1)} s` : '';
+  return `${job.filename || job.job_id} · ${when(job.created_at)}${length}`;
+}
+
+/** The upload form's "compare with a reference" choices; the one chosen stays chosen while it is there. */
+function fillReferenceSelect() {
+  const select = $('#reference-select');
+  const chosen = select.value;
+  select.replaceChildren(el('option', { value: '', text: references.list.length ? 'No comparison' : 'No comparison (no finished analysis yet)' }),
+    ...references.list.map((job) => el('option', { value: job.job_id, text: referenceText(job) })));
+  select.value = references.list.some((job) => job.job_id === chosen) ? chosen : '';
+  $('#upload-mirror-row').hidden = !select.value;
+}
+
+// ---------------------------------------------------------------- compare with… ---
+
+const compareDialog = { attemptId: null };
+
+/** "Compare with…" on a succeeded analysis: it is the attempt; the dancer picks the reference. */
+async function openCompareDialog(attemptId) {
+  const dialog = $('#compare-dialog');
+  const message = $('#compare-dialog-message');
+  const attempt = jobs.get(attemptId)?.job;
+  compareDialog.attemptId = attemptId;
+  $('#compare-dialog-attempt').textContent = `Compare “${attempt?.filename || attemptId}” with the performance you want to look like `
+    + '(e.g. the teacher’s). The two are aligned in time first, so a slower or faster tempo does not count against you.';
+  const select = $('#compare-reference');
+  select.replaceChildren(el('option', { value: '', text: 'Loading your analyses…' }));
+  select.disabled = true;
+  $('#compare-start').disabled = true;
+  setMessage(message, '');
+  if (!dialog.open) dialog.showModal();
+  try {
+    const list = (await references.load()).filter((job) => job.job_id !== attemptId);
+    if (compareDialog.attemptId !== attemptId || !dialog.open) return;
+    select.replaceChildren(...list.map((job) => el('option', { value: job.job_id, text: referenceText(job) })));
+    select.disabled = !list.length;
+    $('#compare-start').disabled = !list.length;
+    if (list.length) select.focus();
+    else setMessage(message, 'There is no other finished analysis yet: upload and analyse the reference video first.', 'error');
+  } catch (error) {
+    setMessage(message, `Could not list your analyses: ${errorText(error)}`, 'error');
+  }
+}
+
+/** POST /compare, then the new comparison job on top of the list, followed like any job. */
+async function startComparison(event) {
+  event.preventDefault();
+  const attemptId = compareDialog.attemptId;
+  const form = new FormData($('#compare-form'));
+  const referenceId = form.get('reference_job_id');
+  if (!attemptId || !referenceId) return;
+  const message = $('#compare-dialog-message');
+  $('#compare-start').disabled = true;
+  setMessage(message, 'Starting the comparison…');
+  try {
+    const accepted = await api('/compare', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ reference_job_id: referenceId, attempt_job_id: attemptId, mirror: form.get('mirror') || 'auto' }),
+    });
+    closeCompareDialog();
+    const job = await api(`/jobs/${accepted.job_id}`).catch(() => null);
+    if (job) upsertJob(job, { top: true });
+    refreshJobs();
+  } catch (error) {
+    setMessage(message, `The comparison could not start: ${errorText(error)}`, 'error');
+  } finally {
+    $('#compare-start').disabled = !$('#compare-reference').value;
+  }
+}
+
+function closeCompareDialog() {
+  const dialog = $('#compare-dialog');
+  compareDialog.attemptId = null;
+  if (dialog.open) dialog.close();
+}
+
+function setupCompareDialog() {
+  $('#compare-form').addEventListener('submit', startComparison);
+  $('#compare-cancel').addEventListener('click', closeCompareDialog);
+  $('#compare-dialog').addEventListener('close', () => { compareDialog.attemptId = null; });
+}
+
+// ---------------------------------------------------------------- results ---------
+
+const viewer = { charts: [], raf: 0, metrics: null, beats: null, videoRetried: false };
+
+/**
+ * The results of a succeeded job: an analysis here, a comparison in its own view (openComparison).
+ * The job view's `results` links carry their own permission (presigned storage URLs, or API links
+ * with a signed `?token=` for that one file), so the `<video>` and the download links need no
+ * header; they expire, so a fresh view is read first. The JSON files come through the API with
+ * the key, like every other call.
  */
 async function openResults(jobId) {
   const message = $('#results-message');
@@ -577,6 +737,7 @@ async function openResults(jobId) {
   openJobId = jobId;
   history.replaceState(null, '', `#job=${jobId}`);
   jobs.forEach((e) => e.node.classList.toggle('selected', e.job.job_id === jobId));
+  if (!isAnalysis(job)) { openComparison(job); return; }
   $('#results').hidden = false;
   $('#results-title').textContent = `Results: ${job.filename || jobId}`;
   const v = job.video;
@@ -594,10 +755,17 @@ async function openResults(jobId) {
 
   setMessage(message, 'Loading the metrics…');
   try {
-    const metrics = await api(`/jobs/${jobId}/results/metrics.json`);
+    const [metrics, beats] = await Promise.all([
+      api(`/jobs/${jobId}/results/metrics.json`),
+      // An analysis from before beats.json has none; a failure to load it spoils only the beat marks.
+      job.results['beats.json'] ? api(`/jobs/${jobId}/results/beats.json`).catch((error) => ({ failed: error })) : null,
+    ]);
     if (openJobId !== jobId) return;
     viewer.metrics = metrics;
-    renderDancers(metrics);
+    viewer.beats = beats;
+    renderMusic(metrics, beats);
+    renderTogether(metrics);
+    renderDancers(metrics, beatTimes(beats));
     setMessage(message, metrics.dancers.length
       ? `${metrics.dancers.length} dancer${metrics.dancers.length > 1 ? 's' : ''} found. Click a chart to jump the video there.`
       : 'No dancer was found in this video.');
@@ -607,16 +775,17 @@ async function openResults(jobId) {
   $('#results').scrollIntoView({ behavior: 'smooth', block: 'start' });
 }
 
-function showDownloads(job) {
-  $('#downloads').replaceChildren(...Object.entries(job.results).map(([name, url]) => el('li', {},
+function showDownloads(job, list = '#downloads') {
+  $(list).replaceChildren(...Object.entries(job.results).map(([name, url]) => el('li', {},
     el('a', { href: url, download: `${job.job_id}-${name}`, text: name }))));
 }
 
 function updateOpenJob(job) {
   if (job.status !== 'succeeded') { closeResults(); return; } // e.g. deleted and re-created: nothing to show
   // Links expire: keep the download links as fresh as the job list.
-  const links = [...$('#downloads').querySelectorAll('a')].map((a) => a.getAttribute('href'));
-  if (links.join('\n') !== Object.values(job.results).join('\n')) showDownloads(job);
+  const list = isAnalysis(job) ? '#downloads' : '#compare-downloads';
+  const links = [...$(list).querySelectorAll('a')].map((a) => a.getAttribute('href'));
+  if (links.join('\n') !== Object.values(job.results).join('\n')) showDownloads(job, list);
 }
 
 /** The video's link has expired (or storage hiccupped): once, carry on with a fresh one from where it was. */
@@ -639,6 +808,7 @@ async function reloadVideo(jobId) {
 function closeResults() {
   openJobId = null;
   viewer.metrics = null;
+  viewer.beats = null;
   viewer.charts = [];
   cancelAnimationFrame(viewer.raf);
   const player = $('#player');
@@ -647,12 +817,109 @@ function closeResults() {
   player.load();
   $('#dancers').replaceChildren();
   $('#downloads').replaceChildren();
+  $('#together-moments').replaceChildren();
+  $('#music').hidden = true;
+  $('#together').hidden = true;
   $('#results').hidden = true;
+  closeComparison();
   jobs.forEach((e) => e.node.classList.remove('selected'));
   if (location.hash.startsWith('#job=')) history.replaceState(null, '', location.pathname + location.search);
 }
 
-function renderDancers(metrics) {
+/** Move the annotated video to `t` seconds (the charts' cursors follow it). */
+function seekPlayer(t) {
+  const player = $('#player');
+  player.currentTime = Number.isFinite(player.duration) ? Math.min(t, player.duration) : t;
+  drawCursors();
+}
+
+/** The beat times of beats.json, or none (no file, skipped, not loaded). */
+const beatTimes = (beats) => (beats && !beats.failed && !beats.skipped && Array.isArray(beats.beats) ? beats.beats : []);
+const reason = (text) => String(text).replace(/[.\s]+$/, '');
+
+/** The music line: the tempo and how many beats are marked, or why there are none (a quiet note). */
+function renderMusic(metrics, beats) {
+  const box = $('#music');
+  const text = $('#music-text');
+  const music = metrics.music; // metrics.json 1.1; an older analysis has neither this nor beats.json
+  box.hidden = !beats && !music;
+  if (box.hidden) return;
+  let quiet = true;
+  if (beats?.failed) {
+    text.textContent = `The beats could not be loaded: ${errorText(beats.failed)}`;
+  } else if ((beats || music).skipped) {
+    text.textContent = `No beat marks: ${reason((beats || music).skipped)}.`;
+  } else {
+    const tempo = (beats || music).tempo_bpm;
+    const count = beats ? beatTimes(beats).length : music.beat_count;
+    text.textContent = `${tempo != null ? `${Math.round(tempo)} beats per minute` : 'No steady tempo'} · `
+      + `${count} beat${count === 1 ? '' : 's'}, marked under each dancer's chart.`;
+    quiet = false;
+  }
+  text.classList.toggle('quiet', quiet);
+}
+
+/** The group: when its dancers are least together, each moment a button that seeks the video there. */
+function renderTogether(metrics) {
+  const box = $('#together');
+  const text = $('#together-text');
+  const list = $('#together-moments');
+  const sync = metrics.synchrony;
+  box.hidden = !sync;
+  list.replaceChildren();
+  if (!sync) return;
+  text.classList.toggle('quiet', Boolean(sync.skipped));
+  if (sync.skipped) {
+    text.textContent = `Not measured: ${reason(sync.skipped)}.`;
+    return;
+  }
+  const moments = sync.least_together || [];
+  text.textContent = moments.length
+    ? 'Least together at these moments; choose one to watch it:'
+    : 'The dancers stay together throughout.';
+  list.replaceChildren(...moments.map((m) => {
+    const button = el('button', { type: 'button', class: 'moment', 'data-start': String(m.start) },
+      el('strong', { class: 'num', text: `${clock(m.start)}–${clock(m.end)}` }),
+      el('span', { text: `${num(m.spread_deg, 0)}° apart` }),
+      m.furthest_track_id != null ? el('span', { text: `Dancer ${m.furthest_track_id} furthest off` }) : null);
+    button.addEventListener('click', () => seekPlayer(m.start));
+    return el('li', {}, button);
+  }));
+}
+
+/** "Hits 42 ms late on average; 78 % of accents on the beat (within ±70 ms: 7 of 9)." */
+function onBeatText(onBeat, music) {
+  if (!onBeat) {
+    if (music?.skipped) return `Not measured: ${reason(music.skipped)}.`;
+    return music && !music.beat_count ? 'Not measured: no beats were found in the music.' : 'Not measured: too few clear accents to time.';
+  }
+  const mean = onBeat.offset_ms?.mean;
+  let lead;
+  if (mean == null) lead = 'No accent to time';
+  else if (onBeat.tendency === 'early') lead = `Hits ${ms(mean)} early on average`;
+  else if (onBeat.tendency === 'late') lead = `Hits ${ms(mean)} late on average`;
+  else lead = `Right on the beat on average (${signedMs(mean)})`;
+  const tolerance = onBeat.tolerance_ms;
+  const offsets = onBeat.offsets_ms || [];
+  const onCount = offsets.length ? offsets.filter((o) => Math.abs(o) <= tolerance).length : Math.round(onBeat.on_beat_share * onBeat.accents);
+  const spread = onBeat.offset_ms?.std != null ? ` Timing varies by ±${ms(onBeat.offset_ms.std)}.` : '';
+  return `${lead}; ${pct(onBeat.on_beat_share)} of accents on the beat (within ±${Math.round(tolerance)} ms: ${onCount} of ${onBeat.accents}).${spread}`;
+}
+
+/** "42 ms behind the group; moves 86 % like it." */
+function inSyncText(sync, trackId) {
+  if (sync.skipped) return `Not measured: ${reason(sync.skipped)}.`;
+  const entry = (sync.dancers || []).find((d) => d.track_id === trackId);
+  if (!entry) return 'Not measured: in view with the others for too short a time.';
+  const like = entry.similarity != null ? `moves ${pct(entry.similarity)} like the group` : '';
+  let lag;
+  if (entry.lag_ms == null) lag = 'No lag measured: seen with the others for under 2 s';
+  else if (Math.abs(entry.lag_ms) < 20) lag = `With the group (${signedMs(entry.lag_ms)})`;
+  else lag = `${ms(entry.lag_ms)} ${entry.lag_ms > 0 ? 'behind' : 'ahead of'} the group`;
+  return like ? `${lag}; ${like}.` : `${lag}.`;
+}
+
+function renderDancers(metrics, beats = []) {
   const container = $('#dancers');
   const duration = metrics.video.duration || 0;
   viewer.charts = [];
@@ -664,7 +931,7 @@ function renderDancers(metrics) {
       class: 'chart', role: 'img',
       'aria-label': `Joint angles of dancer ${dancer.track_id} over time, in degrees; the vertical line follows the video`,
     });
-    const chart = new AngleChart(canvas, dancer.series, joints, duration);
+    const chart = new AngleChart(canvas, dancer.series, joints, duration, beats);
     viewer.charts.push(chart);
     const legend = el('ul', { class: 'legend', 'aria-label': 'Show or hide a joint' }, ...joints.map((joint, j) => {
       const button = el('button', { type: 'button', 'aria-pressed': 'true' },
@@ -678,6 +945,9 @@ function renderDancers(metrics) {
     }));
     const swatch = el('span', { class: 'swatch' });
     swatch.style.background = color;
+    const timing = [];
+    if (metrics.music) timing.push(['On the beat', 'on-beat', onBeatText(dancer.on_beat, metrics.music)]);
+    if (metrics.synchrony) timing.push(['In sync', 'in-sync', inSyncText(metrics.synchrony, dancer.track_id)]);
     return el('article', { class: 'dancer', 'data-track-id': String(dancer.track_id) },
       el('div', { class: 'dancer-head' },
         el('h3', {}, swatch, `Dancer ${dancer.track_id}`),
@@ -685,12 +955,53 @@ function renderDancers(metrics) {
           el('span', {}, 'In view ', el('b', { text: `${num(s.time_in_view_s, 1)} s` }), ` (${num(s.first_time, 1)}–${num(s.last_time, 1)} s, ${s.frames_in_view} frames)`),
           el('span', { title: 'Mean over frames of the summed squared keypoint speeds, in (body heights per second)²' },
             'Movement energy ', el('b', { text: num(s.movement_energy, 2) })))),
-      canvas, legend,
+      timing.length ? el('dl', { class: 'timing' }, ...timing.flatMap(([term, cls, text]) => [
+        el('dt', { text: term }), el('dd', { class: cls, text })])) : null,
+      canvas,
+      beats.length || dancer.on_beat ? beatStrip(chart, beats, dancer.on_beat) : null,
+      legend,
       el('div', { class: 'tables' }, anglesTable(s.joint_angles), speedsTable(s.speeds)));
   });
   container.replaceChildren(...nodes);
   viewer.charts.forEach((chart) => chart.resize());
   drawCursors();
+}
+
+/**
+ * The timeline under a dancer's chart, on the chart's time axis: a thin line per beat, and a dot per
+ * accent of the dancer's (green: within the tolerance of a beat; orange: off it). Pointing seeks.
+ */
+function beatStrip(chart, beats, onBeat) {
+  const at = (t) => `${Math.min(Math.max(t / chart.duration, 0), 1) * 100}%`;
+  const track = el('div', { class: 'beat-track' });
+  track.style.marginLeft = `${chart.pad.left}px`;
+  track.style.marginRight = `${chart.pad.right}px`;
+  for (const t of beats) {
+    const mark = el('span', { class: 'beat-mark' });
+    mark.style.left = at(t);
+    track.append(mark);
+  }
+  let onCount = 0;
+  (onBeat?.accent_times || []).forEach((t, k) => {
+    const offset = onBeat.offsets_ms?.[k];
+    const on = offset != null && Math.abs(offset) <= onBeat.tolerance_ms;
+    onCount += on ? 1 : 0;
+    const dot = el('span', { class: `accent-mark ${on ? 'on' : 'off'}`, title: offset == null ? clock(t) : `${clock(t)}: ${signedMs(offset)}` });
+    dot.style.left = at(t);
+    track.append(dot);
+  });
+  const accents = onBeat ? `; ${onBeat.accent_times?.length || 0} accents, ${onCount} on the beat` : '';
+  const strip = el('div', {
+    class: 'beat-strip', role: 'img',
+    'aria-label': `Timeline: ${beats.length} beat${beats.length === 1 ? '' : 's'}${accents}`,
+  }, track);
+  const seek = (event) => {
+    const rect = track.getBoundingClientRect();
+    seekPlayer(Math.min(Math.max((event.clientX - rect.left) / rect.width, 0), 1) * chart.duration);
+  };
+  strip.addEventListener('pointerdown', (event) => { strip.setPointerCapture(event.pointerId); seek(event); });
+  strip.addEventListener('pointermove', (event) => { if (event.buttons) seek(event); });
+  return strip;
 }
 
 function table(caption, headers, rows) {
@@ -704,37 +1015,28 @@ const anglesTable = (angles) => table('Joint angles (degrees)', ['Joint', 'Mean'
 const speedsTable = (speeds) => table('Speeds', ['Keypoint', 'Mean px/s', 'Max px/s', 'Body h/s'],
   Object.entries(speeds).map(([name, v]) => [label(name), num(v.mean_px_s, 0), num(v.max_px_s, 0), num(v.mean_body_heights_s, 2)]));
 
-// ---------------------------------------------------------------- the chart -------
+// ---------------------------------------------------------------- the charts ------
 
-/** Joint angles over time on a <canvas>: lines drawn once to an offscreen layer, a cursor on top. */
-class AngleChart {
-  constructor(canvas, series, joints, duration) {
+/**
+ * A value over a video's time on a <canvas>: what does not move is drawn once to an offscreen
+ * layer, a cursor on top follows the video; pointing at it calls `onSeek(t)`.
+ */
+class TimeChart {
+  constructor(canvas, duration, onSeek) {
     this.canvas = canvas;
-    this.series = series;
-    this.joints = joints;
-    this.visible = new Set(joints);
-    const times = series.time;
-    this.duration = Math.max(duration, times.length ? times[times.length - 1] : 0, 0.001);
-    const steps = times.slice(1).map((t, i) => t - times[i]).sort((a, b) => a - b);
-    this.gap = (steps.length ? steps[Math.floor(steps.length / 2)] : 0.1) * 2.5; // a longer step: out of view
+    this.duration = Math.max(duration, 0.001);
+    this.onSeek = onSeek;
     this.layer = document.createElement('canvas');
     this.pad = { left: 38, right: 10, top: 10, bottom: 22 };
     canvas.addEventListener('pointerdown', (event) => { canvas.setPointerCapture(event.pointerId); this.seek(event); });
     canvas.addEventListener('pointermove', (event) => { if (event.buttons) this.seek(event); });
   }
 
-  setVisible(joint, on) {
-    if (on) this.visible.add(joint); else this.visible.delete(joint);
-    this.drawLayer();
-    this.draw($('#player').currentTime);
-  }
-
   seek(event) {
     const rect = this.canvas.getBoundingClientRect();
-    const plotLeft = this.pad.left, plotWidth = rect.width - this.pad.left - this.pad.right;
-    const t = Math.min(Math.max((event.clientX - rect.left - plotLeft) / plotWidth, 0), 1) * this.duration;
-    const player = $('#player');
-    if (Number.isFinite(player.duration)) player.currentTime = Math.min(t, player.duration);
+    const plotWidth = rect.width - this.pad.left - this.pad.right;
+    const t = Math.min(Math.max((event.clientX - rect.left - this.pad.left) / plotWidth, 0), 1) * this.duration;
+    this.onSeek(t);
     this.draw(t);
   }
 
@@ -749,25 +1051,23 @@ class AngleChart {
   }
 
   x(t) { return this.pad.left + (t / this.duration) * (this.width - this.pad.left - this.pad.right); }
-  y(deg) { return this.pad.top + (1 - deg / 180) * (this.height - this.pad.top - this.pad.bottom); }
 
-  drawLayer() {
-    const ctx = this.layer.getContext('2d');
+  /** White ground, horizontal lines at `ticks` ([value, text]) through `this.y`, and "nice" seconds. */
+  drawGrid(ctx, ticks) {
     ctx.setTransform(this.ratio, 0, 0, this.ratio, 0, 0);
     ctx.clearRect(0, 0, this.width, this.height);
     ctx.fillStyle = '#ffffff';
     ctx.fillRect(0, 0, this.width, this.height);
     ctx.font = '11px system-ui, sans-serif';
     ctx.lineWidth = 1;
-    // Grid: every 45 degrees, and "nice" seconds.
     ctx.strokeStyle = '#e6e8f0';
     ctx.fillStyle = '#6b7280';
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
-    for (let deg = 0; deg <= 180; deg += 45) {
-      const y = Math.round(this.y(deg)) + 0.5;
+    for (const [value, text] of ticks) {
+      const y = Math.round(this.y(value)) + 0.5;
       ctx.beginPath(); ctx.moveTo(this.pad.left, y); ctx.lineTo(this.width - this.pad.right, y); ctx.stroke();
-      ctx.fillText(`${deg}°`, this.pad.left - 5, y);
+      ctx.fillText(text, this.pad.left - 5, y);
     }
     const maxTicks = Math.max(2, Math.floor((this.width - this.pad.left - this.pad.right) / 55));
     const step = [0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300].find((s) => this.duration / s <= maxTicks) || 600;
@@ -778,29 +1078,24 @@ class AngleChart {
       ctx.beginPath(); ctx.moveTo(x, this.pad.top); ctx.lineTo(x, this.height - this.pad.bottom); ctx.stroke();
       ctx.fillText(`${Number(t.toFixed(1))} s`, x, this.height - this.pad.bottom + 5);
     }
-    // One line per visible joint; a null value or a gap in time breaks the line.
-    const times = this.series.time;
-    ctx.lineWidth = 1.6;
-    ctx.lineJoin = 'round';
-    this.joints.forEach((joint, j) => {
-      if (!this.visible.has(joint)) return;
-      const values = this.series.angles[joint];
-      ctx.strokeStyle = JOINT_COLORS[j % JOINT_COLORS.length];
-      ctx.beginPath();
-      let pen = false;
-      for (let i = 0; i < times.length; i++) {
-        const v = values[i];
-        if (v == null || (i && times[i] - times[i - 1] > this.gap)) pen = false;
-        if (v == null) continue;
-        if (pen) ctx.lineTo(this.x(times[i]), this.y(v)); else ctx.moveTo(this.x(times[i]), this.y(v));
-        pen = true;
-      }
-      ctx.stroke();
-    });
   }
 
-  /** The static layer plus a cursor line at `t` seconds and each joint's value there. */
-  draw(t) {
+  /** A line through `values` at `times`; a null value or a step longer than `gap` lifts the pen. */
+  drawLine(ctx, times, values, gap) {
+    ctx.beginPath();
+    let pen = false;
+    for (let i = 0; i < times.length; i++) {
+      const v = values[i];
+      if (v == null || (i && times[i] - times[i - 1] > gap)) pen = false;
+      if (v == null) continue;
+      if (pen) ctx.lineTo(this.x(times[i]), this.y(v)); else ctx.moveTo(this.x(times[i]), this.y(v));
+      pen = true;
+    }
+    ctx.stroke();
+  }
+
+  /** The static layer plus a cursor line at `t` seconds; returns the cursor's x. */
+  drawCursor(t) {
     const ctx = this.canvas.getContext('2d');
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.drawImage(this.layer, 0, 0);
@@ -809,7 +1104,70 @@ class AngleChart {
     ctx.strokeStyle = '#111827';
     ctx.lineWidth = 1.5;
     ctx.beginPath(); ctx.moveTo(x, this.pad.top); ctx.lineTo(x, this.height - this.pad.bottom); ctx.stroke();
-    const i = this.indexAt(t);
+    return x;
+  }
+
+  /** Index of the sample of `times` nearest `t` when within `gap` of it, else -1. */
+  static nearest(times, t, gap) {
+    if (!times.length) return -1;
+    let lo = 0, hi = times.length - 1;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (times[mid] < t) lo = mid + 1; else hi = mid; }
+    if (lo > 0 && Math.abs(times[lo - 1] - t) < Math.abs(times[lo] - t)) lo -= 1;
+    return Math.abs(times[lo] - t) <= gap ? lo : -1;
+  }
+}
+
+/** Median step of `times`, times 2.5: a longer step means the dancer was out of view. */
+function gapOf(times) {
+  const steps = times.slice(1).map((t, i) => t - times[i]).sort((a, b) => a - b);
+  return (steps.length ? steps[Math.floor(steps.length / 2)] : 0.1) * 2.5;
+}
+
+/** One dancer's joint angles over time, with the music's beats as faint lines when they are far enough apart. */
+class AngleChart extends TimeChart {
+  constructor(canvas, series, joints, duration, beats = []) {
+    const times = series.time;
+    super(canvas, Math.max(duration, times.length ? times[times.length - 1] : 0), seekPlayer);
+    this.series = series;
+    this.joints = joints;
+    this.beats = beats;
+    this.visible = new Set(joints);
+    this.gap = gapOf(times);
+  }
+
+  setVisible(joint, on) {
+    if (on) this.visible.add(joint); else this.visible.delete(joint);
+    this.drawLayer();
+    this.draw($('#player').currentTime);
+  }
+
+  y(deg) { return this.pad.top + (1 - deg / 180) * (this.height - this.pad.top - this.pad.bottom); }
+
+  drawLayer() {
+    const ctx = this.layer.getContext('2d');
+    this.drawGrid(ctx, [0, 45, 90, 135, 180].map((deg) => [deg, `${deg}°`]));
+    if (this.beats.length > 1 && this.x(this.beats[1]) - this.x(this.beats[0]) >= 6) {
+      ctx.strokeStyle = 'rgba(79, 70, 229, 0.16)';
+      ctx.lineWidth = 1;
+      for (const t of this.beats) {
+        const x = Math.round(this.x(t)) + 0.5;
+        ctx.beginPath(); ctx.moveTo(x, this.pad.top); ctx.lineTo(x, this.height - this.pad.bottom); ctx.stroke();
+      }
+    }
+    ctx.lineWidth = 1.6;
+    ctx.lineJoin = 'round';
+    this.joints.forEach((joint, j) => {
+      if (!this.visible.has(joint)) return;
+      ctx.strokeStyle = JOINT_COLORS[j % JOINT_COLORS.length];
+      this.drawLine(ctx, this.series.time, this.series.angles[joint], this.gap);
+    });
+  }
+
+  /** The cursor at `t` seconds and each joint's value there. */
+  draw(t) {
+    const x = this.drawCursor(t);
+    const ctx = this.canvas.getContext('2d');
+    const i = TimeChart.nearest(this.series.time, t, this.gap);
     if (i < 0) return;
     this.joints.forEach((joint, j) => {
       const v = this.series.angles[joint][i];
@@ -818,15 +1176,47 @@ class AngleChart {
       ctx.beginPath(); ctx.arc(x, this.y(v), 3.2, 0, 2 * Math.PI); ctx.fill();
     });
   }
+}
 
-  /** Index of the sample nearest `t` when the dancer is in view then, else -1. */
-  indexAt(t) {
-    const times = this.series.time;
-    if (!times.length) return -1;
-    let lo = 0, hi = times.length - 1;
-    while (lo < hi) { const mid = (lo + hi) >> 1; if (times[mid] < t) lo = mid + 1; else hi = mid; }
-    if (lo > 0 && Math.abs(times[lo - 1] - t) < Math.abs(times[lo] - t)) lo -= 1;
-    return Math.abs(times[lo] - t) <= this.gap ? lo : -1;
+/** A comparison's similarity (0..1) over the reference's time, its worst moments shaded and numbered. */
+class SimilarityChart extends TimeChart {
+  constructor(canvas, series, moments, duration, onSeek) {
+    const times = series.time;
+    super(canvas, Math.max(duration || 0, times.length ? times[times.length - 1] : 0), onSeek);
+    this.series = series;
+    this.moments = moments;
+    this.gap = gapOf(times);
+  }
+
+  y(v) { return this.pad.top + (1 - v) * (this.height - this.pad.top - this.pad.bottom); }
+
+  drawLayer() {
+    const ctx = this.layer.getContext('2d');
+    this.drawGrid(ctx, [0, 0.25, 0.5, 0.75, 1].map((v) => [v, `${v * 100}%`]));
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'top';
+    ctx.font = '600 11px system-ui, sans-serif';
+    this.moments.forEach((m, k) => {
+      const x0 = this.x(m.start), x1 = Math.max(this.x(m.end), x0 + 2);
+      ctx.fillStyle = 'rgba(196, 43, 58, 0.14)';
+      ctx.fillRect(x0, this.pad.top, x1 - x0, this.height - this.pad.top - this.pad.bottom);
+      ctx.fillStyle = '#c42b3a';
+      ctx.fillText(String(k + 1), (x0 + x1) / 2, this.pad.top + 2);
+    });
+    ctx.strokeStyle = '#4f46e5';
+    ctx.lineWidth = 1.8;
+    ctx.lineJoin = 'round';
+    this.drawLine(ctx, this.series.time, this.series.similarity, this.gap);
+  }
+
+  draw(t) {
+    const x = this.drawCursor(t);
+    const i = TimeChart.nearest(this.series.time, t, this.gap);
+    const v = i < 0 ? null : this.series.similarity[i];
+    if (v == null) return;
+    const ctx = this.canvas.getContext('2d');
+    ctx.fillStyle = '#4f46e5';
+    ctx.beginPath(); ctx.arc(x, this.y(v), 3.5, 0, 2 * Math.PI); ctx.fill();
   }
 }
 
@@ -856,9 +1246,286 @@ function setupPlayer() {
   let resizeTimer = 0;
   window.addEventListener('resize', () => {
     clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(() => { viewer.charts.forEach((chart) => chart.resize()); drawCursors(); }, 100);
+    resizeTimer = setTimeout(() => {
+      viewer.charts.forEach((chart) => chart.resize());
+      drawCursors();
+      if (comparison.chart) { comparison.chart.resize(); comparison.chart.draw(compareMaster().currentTime || 0); }
+    }, 100);
   });
   $('#results-close').addEventListener('click', closeResults);
+}
+
+// ---------------------------------------------------------------- comparison ------
+//
+// A comparison job's view. comparison.mp4 is the pair side by side (reference left, attempt right),
+// on the reference's timeline, with the reference's music. The other way to watch: the two
+// analyses' own annotated videos, the reference playing and the attempt following it, its time
+// read off comparison.json's `series.attempt_time` (what the attempt does when the reference does
+// what it does at `series.time`). One clock throughout: the reference's seconds.
+
+const comparison = {
+  jobId: null,
+  doc: null,
+  view: 'side', // 'side': comparison.mp4; 'pair': the two annotated videos in step
+  chart: null,
+  raf: 0,
+  refTimes: [], // series.time and series.attempt_time where both are known
+  attemptTimes: [],
+  pin: null, // {t, attemptT}: a worst moment's own attempt time, for the seek it asked for
+  attemptName: '',
+  sources: {}, // video id -> {jobId, name}: where a fresh link comes from when one expires
+  retried: new Set(),
+};
+
+const comparePlayers = () => ({ side: $('#compare-player'), ref: $('#reference-player'), att: $('#attempt-player') });
+const compareMaster = () => (comparison.view === 'pair' ? $('#reference-player') : $('#compare-player'));
+const hasSource = (video) => Boolean(video.getAttribute('src'));
+const within = (video, t) => Math.max(0, Number.isFinite(video.duration) ? Math.min(t, video.duration) : t);
+
+/** The attempt's time matching the reference's `t`: linear between known pairs, at the same pace outside them. */
+function attemptAt(t) {
+  const ref = comparison.refTimes, att = comparison.attemptTimes;
+  const n = ref.length;
+  if (!n) return t;
+  if (t <= ref[0]) return Math.max(0, att[0] + (t - ref[0]));
+  if (t >= ref[n - 1]) return att[n - 1] + (t - ref[n - 1]);
+  let lo = 0, hi = n - 1;
+  while (hi - lo > 1) { const mid = (lo + hi) >> 1; if (ref[mid] <= t) lo = mid; else hi = mid; }
+  const span = ref[hi] - ref[lo];
+  return span > 0 ? att[lo] + ((t - ref[lo]) / span) * (att[hi] - att[lo]) : att[lo];
+}
+
+/** How fast the attempt moves per second of the reference around `t` (over a second: DTW paths go in steps). */
+const attemptPace = (t) => Math.min(Math.max(attemptAt(t + 0.5) - attemptAt(t - 0.5), 0.25), 4);
+
+async function openComparison(job) {
+  const jobId = job.job_id;
+  const message = $('#compare-message');
+  comparison.jobId = jobId;
+  comparison.retried = new Set();
+  $('#compare').hidden = false;
+  $('#compare-title').textContent = `Comparison: ${job.filename || jobId}`;
+  $('#compare-meta').textContent = '';
+  showDownloads(job, '#compare-downloads');
+  setCompareView('side', { carry: false });
+  const { side } = comparePlayers();
+  side.src = job.results['comparison.mp4'];
+  side.load();
+  comparison.sources = { 'compare-player': { jobId, name: 'comparison.mp4' } };
+
+  setMessage(message, 'Loading the comparison…');
+  const inputs = job.comparison || {};
+  const [doc, reference, attempt] = await Promise.all([
+    api(`/jobs/${jobId}/results/comparison.json`).catch((error) => ({ failed: error })),
+    // The two analyses, for their annotated videos; either may have been deleted since.
+    inputs.reference_job_id ? api(`/jobs/${inputs.reference_job_id}`).catch(() => null) : null,
+    inputs.attempt_job_id ? api(`/jobs/${inputs.attempt_job_id}`).catch(() => null) : null,
+  ]);
+  if (comparison.jobId !== jobId) return;
+  loadPair(reference, attempt);
+  if (doc.failed) {
+    setMessage(message, `Could not load the comparison: ${errorText(doc.failed)}`, 'error');
+    return;
+  }
+  renderComparison(doc);
+  setMessage(message, doc.worst_moments.length
+    ? 'Choose a worst moment, or click the chart, to watch it in every video.'
+    : 'Click the chart to watch any moment in every video.');
+  $('#compare').scrollIntoView({ behavior: 'smooth', block: 'start' });
+}
+
+/** The two original annotated videos, when both analyses are still there. */
+function loadPair(reference, attempt) {
+  const { ref, att } = comparePlayers();
+  const ok = Boolean(reference?.results?.['annotated.mp4'] && attempt?.results?.['annotated.mp4']);
+  const radio = $('input[name="compare-view"][value="pair"]');
+  radio.disabled = !ok;
+  radio.parentElement.classList.toggle('disabled', !ok);
+  const note = $('#pair-note');
+  note.hidden = ok;
+  note.textContent = ok ? '' : 'The two original videos are not available any more (an analysis was deleted): the side-by-side video still shows both.';
+  if (!ok) return;
+  $('#reference-caption').textContent = `Reference: ${reference.filename || reference.job_id}`;
+  comparison.attemptName = attempt.filename || attempt.job_id;
+  captionAttempt();
+  ref.src = reference.results['annotated.mp4'];
+  att.src = attempt.results['annotated.mp4'];
+  ref.load();
+  att.load();
+  comparison.sources['reference-player'] = { jobId: reference.job_id, name: 'annotated.mp4' };
+  comparison.sources['attempt-player'] = { jobId: attempt.job_id, name: 'annotated.mp4' };
+}
+
+/** The attempt's caption; a mirrored comparison shows the attempt flipped, as comparison.mp4 does. */
+function captionAttempt() {
+  const mirrored = Boolean(comparison.doc?.mirrored);
+  $('#attempt-player').classList.toggle('mirrored', mirrored);
+  $('#attempt-caption').textContent = `Attempt: ${comparison.attemptName || ''} (${mirrored ? 'shown mirrored, ' : ''}follows the reference)`;
+}
+
+function renderComparison(doc) {
+  comparison.doc = doc;
+  captionAttempt();
+  const series = doc.series;
+  comparison.refTimes = [];
+  comparison.attemptTimes = [];
+  series.time.forEach((t, i) => {
+    const a = series.attempt_time?.[i];
+    if (t != null && a != null) { comparison.refTimes.push(t); comparison.attemptTimes.push(a); }
+  });
+  const who = (side) => `${side.filename || side.job_id} (dancer ${side.track_id})`;
+  $('#compare-meta').textContent = `Reference: ${who(doc.reference)} · Attempt: ${who(doc.attempt)} · `
+    + `${doc.mirrored ? 'compared as a mirror image' : 'compared as filmed'}`;
+  $('#compare-score').textContent = pct(doc.score);
+  const orientation = $('#compare-orientation');
+  if (doc.mirror === 'auto' && doc.other_orientation_score != null) {
+    orientation.textContent = `${doc.mirrored ? 'Mirrored' : 'As filmed'} matched better: ${pct(doc.score)}, `
+      + `against ${pct(doc.other_orientation_score)} ${doc.mirrored ? 'as filmed' : 'mirrored'}.`;
+  } else {
+    orientation.textContent = doc.mirrored ? 'Compared as a mirror image, as asked.' : 'Compared as filmed, as asked.';
+  }
+  const old = $('#similarity-chart'); // a fresh canvas: the last chart's pointer handlers go with the old one
+  const canvas = old.cloneNode(false);
+  old.replaceWith(canvas);
+  comparison.chart = new SimilarityChart(canvas, series, doc.worst_moments, doc.reference.duration,
+    (t) => seekCompare(t));
+  comparison.chart.resize();
+  comparison.chart.draw(compareMaster().currentTime || 0);
+  $('#worst-moments').replaceChildren(...doc.worst_moments.map((m) => {
+    const button = el('button', {
+      type: 'button', class: 'moment', 'data-start': String(m.start), 'data-attempt-start': String(m.attempt_start),
+    },
+    el('strong', { class: 'num', text: `${clock(m.start)}–${clock(m.end)}` }),
+    el('span', { class: 'alike', text: `${pct(m.similarity)} alike` }),
+    m.worst_keypoints.length ? el('span', { class: 'off', text: `most off: ${m.worst_keypoints.map(label).join(', ')}` }) : null,
+    el('span', { class: 'hint', text: `attempt at ${clock(m.attempt_start)}` }));
+    button.addEventListener('click', () => seekCompare(m.start, m.attempt_start));
+    return el('li', {}, button);
+  }));
+}
+
+/** Every video to the reference's `t` seconds; the attempt to `attemptT`, else to where it matches `t`. */
+function seekCompare(t, attemptT = null) {
+  const { side, ref, att } = comparePlayers();
+  const attemptTime = attemptT ?? attemptAt(t);
+  comparison.pin = { t, attemptT: attemptTime };
+  for (const video of [side, ref]) if (hasSource(video)) video.currentTime = within(video, t);
+  if (hasSource(att)) att.currentTime = within(att, attemptTime);
+  comparison.chart?.draw(t);
+}
+
+/** The attempt to where the reference is (after it was paused or moved). */
+function followReference() {
+  const { ref, att } = comparePlayers();
+  if (!hasSource(att)) return;
+  const t = ref.currentTime;
+  const pin = comparison.pin;
+  const target = pin && Math.abs(pin.t - t) < 0.02 ? pin.attemptT : attemptAt(t);
+  if (Math.abs(att.currentTime - target) > 0.005) att.currentTime = within(att, target);
+}
+
+/** While the master plays: the chart's cursor, and in the pair view the attempt kept in step. */
+function compareLoop() {
+  const { ref, att } = comparePlayers();
+  const master = compareMaster();
+  const t = master.currentTime;
+  comparison.chart?.draw(t);
+  if (comparison.view === 'pair' && !ref.paused && hasSource(att) && !att.seeking) {
+    const target = attemptAt(t);
+    const drift = target - att.currentTime;
+    if (Math.abs(drift) > 0.25) {
+      att.currentTime = within(att, target); // too far behind or ahead to catch up by pace
+    } else {
+      // Play at the attempt's own pace here, a little faster or slower to close the drift.
+      att.playbackRate = Math.min(Math.max((attemptPace(t) + 2 * drift) * ref.playbackRate, 0.25), 4);
+      if (att.paused && !att.ended && target < (att.duration || Infinity)) att.play().catch(() => {});
+    }
+  }
+  if (!master.paused && !master.ended) comparison.raf = requestAnimationFrame(compareLoop);
+}
+
+/** Switch between the side-by-side video and the two videos in step, at the same moment. */
+function setCompareView(view, { carry = true } = {}) {
+  const { side, ref, att } = comparePlayers();
+  const t = compareMaster().currentTime || 0;
+  for (const video of [side, ref, att]) video.pause();
+  comparison.view = view;
+  $('#compare-side').hidden = view !== 'side';
+  $('#compare-pair').hidden = view !== 'pair';
+  $(`input[name="compare-view"][value="${view}"]`).checked = true;
+  if (carry) seekCompare(t);
+}
+
+function closeComparison() {
+  comparison.jobId = null;
+  comparison.doc = null;
+  comparison.chart = null;
+  comparison.pin = null;
+  comparison.refTimes = [];
+  comparison.attemptTimes = [];
+  comparison.sources = {};
+  comparison.attemptName = '';
+  cancelAnimationFrame(comparison.raf);
+  $('#attempt-player').classList.remove('mirrored');
+  for (const video of Object.values(comparePlayers())) {
+    video.pause();
+    video.removeAttribute('src');
+    video.load();
+  }
+  $('#worst-moments').replaceChildren();
+  $('#compare-downloads').replaceChildren();
+  $('#compare-score').textContent = '–';
+  $('#compare-orientation').textContent = '';
+  $('#compare').hidden = true;
+}
+
+/** A video's link expired (or storage hiccupped): once per video, a fresh link from its job, at the same time. */
+async function reloadCompareVideo(video) {
+  const jobId = comparison.jobId;
+  const source = comparison.sources[video.id];
+  if (!jobId || !source || comparison.retried.has(video.id)) return false;
+  comparison.retried.add(video.id);
+  const at = video.currentTime || 0;
+  try {
+    const job = await api(`/jobs/${source.jobId}`);
+    if (comparison.jobId !== jobId || !job.results[source.name]) return false;
+    video.src = job.results[source.name];
+    video.addEventListener('loadedmetadata', () => { video.currentTime = within(video, at); }, { once: true });
+    video.load();
+    if (source.jobId === jobId) showDownloads(job, '#compare-downloads');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function setupComparison() {
+  const { side, ref, att } = comparePlayers();
+  const startLoop = () => { cancelAnimationFrame(comparison.raf); comparison.raf = requestAnimationFrame(compareLoop); };
+  const drawCursor = () => comparison.chart?.draw(compareMaster().currentTime || 0);
+  side.addEventListener('play', () => { comparison.pin = null; startLoop(); });
+  for (const name of ['timeupdate', 'seeked', 'pause']) side.addEventListener(name, drawCursor);
+  ref.addEventListener('play', () => {
+    comparison.pin = null;
+    if (hasSource(att)) { att.playbackRate = attemptPace(ref.currentTime); att.play().catch(() => {}); }
+    startLoop();
+  });
+  for (const name of ['pause', 'ended']) {
+    ref.addEventListener(name, () => { att.pause(); att.playbackRate = 1; followReference(); drawCursor(); });
+  }
+  ref.addEventListener('seeking', () => { followReference(); drawCursor(); });
+  ref.addEventListener('seeked', drawCursor);
+  for (const video of [side, ref, att]) {
+    video.addEventListener('error', async () => {
+      if (!comparison.jobId || !hasSource(video)) return;
+      if (await reloadCompareVideo(video)) return;
+      if (comparison.jobId) setMessage($('#compare-message'), 'A video of the comparison could not be played in this browser; download it below.', 'error');
+    });
+  }
+  for (const radio of document.querySelectorAll('input[name="compare-view"]')) {
+    radio.addEventListener('change', () => { if (radio.checked) setCompareView(radio.value); });
+  }
+  $('#compare-close').addEventListener('click', closeResults);
 }
 
 // ---------------------------------------------------------------- start -----------
@@ -886,6 +1553,8 @@ function main() {
   setupUpload();
   setupJobs();
   setupPlayer();
+  setupComparison();
+  setupCompareDialog();
   boot();
 }
 
