@@ -1,0 +1,345 @@
+"""Listening stage: the tempo and the beat times of a video's audio, on the video's timeline.
+
+The audio is decoded and resampled with PyAV to mono float32 at 44.1 kHz (the
+only rate Essentia's rhythm algorithms are tuned for) and handed whole to
+Essentia's `RhythmExtractor2013` with the `degara` beat tracker (docs/beats.md
+says why this library and this method). Beat times are then moved onto the
+video's timeline: the pose stages count time from the first video packet
+(`decode.frame_times`), while the audio may start earlier or later (AAC
+priming, an edit list, a recorder that starts the microphone late). A sample at
+absolute presentation time T lies at T - (first video pts) on that timeline.
+
+A video without usable audio is not an error: `find_beats` returns `Beats` with
+`skipped` saying why (no audio track, undecodable, too short, silent, Essentia
+not installed on this platform, no steady beat). Memory: the mono float32
+audio (10.6 MB per minute) and Essentia's working buffers of at most one
+`CONFIDENCE_WINDOW_S` window; nothing is decoded twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import av
+import numpy as np
+
+BEATS_VERSION = "1.0"  # beats.json's schema version (shared/schemas/beats.schema.json)
+
+SAMPLE_RATE = 44100  # RhythmExtractor2013 "requires the sample rate of the input signal to be 44100 Hz"
+MIN_TEMPO, MAX_TEMPO = 40, 208  # BPM range searched (Essentia's defaults; dance music sits well inside it)
+# The confidence below needs 6 s: BeatTrackerMultiFeature returns 0 for clicks of 5.5 s, and padding
+# with silence makes plain noise look confident (3.0-3.5). So shorter audio is skipped.
+MIN_AUDIO_S = 6.0
+# Digital silence, or a muted microphone: nothing reaches -60 dBFS. Room tone from a phone is
+# louder than this; it is caught by the confidence check instead.
+SILENCE_PEAK = 10 ** (-60 / 20)
+# The degara tracker marks beats before the attack: by 6-17 ms for 1 kHz clicks, 2-11 ms for
+# snare-like noise bursts, and 0-4 ms after it for kick-like low thumps (30 signals at 80-160 BPM,
+# with and without noise; docs/beats.md, bench/bench_beats.py --accuracy). The median over all
+# of them, 5 ms early, is added back to every beat; what is left depends on the sound (+-8 ms).
+BEAT_CORRECTION_S = 0.005
+# Confidence is the multifeature tracker's agreement of five beat trackers (Zapata et al. 2012),
+# 0..5.32. Essentia's guide: [0, 1) very low, [1, 1.5] low, (1.5, 3.5] good (about 80 % of
+# beats right), above 3.5 excellent. Measured here: click tracks 3.6-4.5, a tempo change 3.0;
+# noise, a tone and speech-like bursts 0.7-1.2, noise pulsing at 0.1-3 Hz up to 2.0. Under
+# "good" the beats are not worth timing dancers against: skipped as no steady beat.
+MIN_CONFIDENCE = 1.5
+MAX_AUDIO_S = 2 * 3600.0  # never decode more (the probe limits videos to 30 min by default)
+AUDIO_PAST_VIDEO_S = 10.0  # audio this far past the last video frame is not decoded
+HEAD_S = 30.0  # how much of the start is tracked backwards as well (see _settled_start)
+SETTLE_S = 4.0  # the tracker's run-in: beats this close to where a run starts are not trusted to align runs
+CONFIDENCE_WINDOW_S = 60.0  # confidence per window of this length (bounds Essentia's memory), then averaged
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: arrays do not compare as one truth value
+class Beats:
+    times: np.ndarray  # beat times in seconds on the video's timeline, ascending; empty when skipped
+    tempo_bpm: float | None
+    skipped: str | None  # why there are no beats; None when they were found
+    confidence: float | None = None  # 0..5.32, see MIN_CONFIDENCE; None when not measured
+    audio: dict[str, Any] | None = None  # codec, sample_rate, channels, duration, start_time (video timeline)
+    tracker: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def found(self) -> bool:
+        return self.skipped is None and len(self.times) > 0
+
+    def to_dict(self, job_id: str) -> dict[str, Any]:
+        """beats.json: valid against shared/schemas/beats.schema.json."""
+        return {
+            "schema_version": BEATS_VERSION,
+            "job_id": job_id,
+            "skipped": self.skipped,
+            "tempo_bpm": None if self.tempo_bpm is None else round(float(self.tempo_bpm), 2),
+            "beat_count": len(self.times),
+            "beats": [round(float(t), 4) for t in self.times],
+            "confidence": None if self.confidence is None else round(float(self.confidence), 3),
+            "audio": self.audio,
+            "tracker": self.tracker,
+        }
+
+
+@functools.cache
+def _essentia() -> ModuleType | None:
+    """essentia.standard, or None where it cannot be imported (no wheel, or one built for NumPy 1.x)."""
+    try:
+        import essentia
+
+        # Before importing essentia.standard: it logs an INFO line about classifier models on import.
+        essentia.log.infoActive = False
+        essentia.log.warningActive = False
+        import essentia.standard as standard
+    except Exception as exc:  # ImportError, or NumPy's ABI refusal of a wheel built for NumPy 1.x
+        log.warning("beat tracking is not available: essentia does not import (%s)", exc)
+        return None
+    return standard
+
+
+def tracker_info() -> dict[str, Any]:
+    """What tracks the beats, for beats.json (version null where Essentia is not installed)."""
+    try:
+        version: str | None = importlib.metadata.version("essentia")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    return {
+        "library": "essentia",
+        "version": version,
+        "algorithm": "RhythmExtractor2013",
+        "method": "degara",
+        "correction_ms": round(BEAT_CORRECTION_S * 1000, 1),
+        "confidence_algorithm": "BeatTrackerMultiFeature",
+    }
+
+
+def _skip(reason: str, **fields: Any) -> Beats:
+    return Beats(times=np.zeros(0), tempo_bpm=None, skipped=reason, tracker=tracker_info(), **fields)
+
+
+class _Samples:
+    """A growing float32 buffer: amortised appends without keeping a list of chunks and a concatenated copy."""
+
+    def __init__(self, capacity: int) -> None:
+        self.data = np.empty(max(capacity, SAMPLE_RATE), np.float32)
+        self.size = 0
+
+    def append(self, chunk: np.ndarray) -> None:
+        end = self.size + len(chunk)
+        if end > len(self.data):
+            grown = np.empty(max(end, len(self.data) * 5 // 4), np.float32)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : end] = chunk
+        self.size = end
+
+    def array(self) -> np.ndarray:
+        return self.data[: self.size]
+
+
+@dataclass
+class _Audio:
+    samples: np.ndarray  # mono float32 at SAMPLE_RATE
+    start: float  # time of samples[0] on the video's timeline, seconds
+    info: dict[str, Any]
+
+
+def _seconds(pts: int, time_base: Fraction) -> float:
+    return float(pts * time_base)
+
+
+def read_audio(path: Path) -> _Audio | str:
+    """The first audio track as mono float32 at 44.1 kHz and where it starts on the video's timeline,
+    or why not (a skip reason). Demuxes the file once: the video packets only for their timestamps.
+
+    Audio more than `AUDIO_PAST_VIDEO_S` past the video is not decoded (no frame to time against it,
+    and a crafted file cannot fill memory that way); a damaged tail keeps what decoded before it."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return "the video has no audio track"
+            audio = container.streams.audio[0]
+            video = container.streams.video[0] if container.streams.video else None
+            rate = audio.codec_context.sample_rate or audio.rate or SAMPLE_RATE
+            channels, codec = audio.codec_context.channels, audio.codec_context.name
+            expected = float(audio.duration * audio.time_base) if audio.duration and audio.time_base else 0.0
+            buffer = _Samples(int(min(expected, MAX_AUDIO_S) * SAMPLE_RATE) + SAMPLE_RATE)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            video_base = video.time_base if video is not None else None
+            video_start: int | None = None  # earliest video pts (as decode.frame_times counts from)
+            video_end = -np.inf  # latest video time seen, seconds
+            audio_start: float | None = None
+            audio_end = 0.0  # where the decoded audio so far ends, seconds (absolute)
+            try:
+                for packet in container.demux([audio] if video is None else [video, audio]):
+                    if packet.stream is video:
+                        if packet.size and packet.pts is not None and video_base:
+                            video_start = packet.pts if video_start is None else min(video_start, packet.pts)
+                            video_end = max(video_end, _seconds(packet.pts, video_base))
+                        continue
+                    for frame in packet.decode():
+                        if not isinstance(frame, av.AudioFrame) or not frame.samples:
+                            continue
+                        if frame.pts is not None and frame.time_base is not None:
+                            at = _seconds(frame.pts, frame.time_base)
+                        else:  # no timestamp: right after the previous frame
+                            at = audio_end if audio_start is not None else 0.0
+                        if audio_start is None:
+                            audio_start = audio_end = at
+                        limit = video_end + AUDIO_PAST_VIDEO_S if video_start is not None else audio_start + MAX_AUDIO_S
+                        if at > limit or at - audio_start > MAX_AUDIO_S:
+                            continue
+                        if at - audio_end > 0.001:  # a hole in the audio: keep later samples in their place
+                            buffer.append(np.zeros(round((at - audio_end) * SAMPLE_RATE), np.float32))
+                        audio_end = at + frame.samples / (frame.sample_rate or rate)
+                        for out in resampler.resample(frame):
+                            buffer.append(out.to_ndarray().reshape(-1))
+            except av.FFmpegError as exc:
+                if not buffer.size:
+                    raise
+                log.warning(
+                    "audio of %s: keeping the %.1f s decoded before an error: %s", path, buffer.size / SAMPLE_RATE, exc
+                )
+            for out in resampler.resample(None):
+                buffer.append(out.to_ndarray().reshape(-1))
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        return f"the audio could not be decoded: {exc}"
+    samples = buffer.array()
+    if audio_start is None or samples.size == 0:
+        return "the audio could not be decoded: the audio track holds no samples"
+    offset = _seconds(video_start, video_base) if video_start is not None and video_base else 0.0
+    start = audio_start - offset
+    info = {
+        "codec": codec,
+        "sample_rate": int(rate),
+        "channels": int(channels),
+        "duration": round(samples.size / SAMPLE_RATE, 4),
+        "start_time": round(start, 6),
+    }
+    return _Audio(samples=samples, start=start, info=info)
+
+
+def _confidence(standard: ModuleType, samples: np.ndarray) -> float:
+    """The multifeature tracker's confidence, averaged over windows of CONFIDENCE_WINDOW_S weighted by length.
+
+    Windows keep its memory bounded (it holds about twice the audio it is given); a short last
+    window is merged into the one before it."""
+    window = int(CONFIDENCE_WINDOW_S * SAMPLE_RATE)
+    starts = list(range(0, max(len(samples) - window // 2, 1), window))
+    tracker = standard.BeatTrackerMultiFeature(minTempo=MIN_TEMPO, maxTempo=MAX_TEMPO)
+    total, weight = 0.0, 0
+    for i, begin in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else len(samples)
+        _, confidence = tracker(samples[begin:end])
+        total += float(confidence) * (end - begin)
+        weight += end - begin
+    return total / weight
+
+
+def _degara(standard: ModuleType, samples: np.ndarray) -> tuple[np.ndarray, float]:
+    extractor = standard.RhythmExtractor2013(method="degara", minTempo=MIN_TEMPO, maxTempo=MAX_TEMPO)
+    bpm, ticks, _, _, _ = extractor(np.ascontiguousarray(samples, dtype=np.float32))
+    return np.asarray(ticks, dtype=np.float64), float(bpm)
+
+
+def _settled_start(standard: ModuleType, samples: np.ndarray, ticks: np.ndarray) -> np.ndarray:
+    """`ticks` with the tracker's first, unsettled beats replaced by ones it finds once settled.
+
+    The degara tracker needs a few seconds to lock on: on clicks its first 2-4 beats came up to 480 ms
+    off the clicks before it converged (its tempo analysis works on 6 s windows). Tracking the
+    time-reversed head of the audio puts that run-in at the far end, so the reversed run is settled
+    at the start. Reversed attacks become releases, which the tracker marks 7-25 ms later than the
+    forward run does: the two runs are aligned by their median difference where both are settled
+    (`SETTLE_S` in from either end of the head), and the reversed beats are used up to the first
+    beats on which both runs agree. Without such agreement `ticks` are returned unchanged.
+    """
+    head = min(len(samples), int(HEAD_S * SAMPLE_RATE))
+    duration = head / SAMPLE_RATE
+    if duration < 2 * SETTLE_S + 2.0 or len(ticks) < 4:
+        return ticks
+    backward, _ = _degara(standard, samples[:head][::-1].copy())
+    backward = np.sort(duration - backward)
+    if len(backward) < 4:
+        return ticks
+    middle = ticks[(ticks >= SETTLE_S) & (ticks <= duration - SETTLE_S)]
+    if len(middle) < 4:
+        return ticks
+    gaps = backward[np.abs(backward[:, None] - middle[None, :]).argmin(axis=0)] - middle
+    paired = np.abs(gaps) < 0.06
+    if paired.mean() < 0.8:
+        return ticks
+    backward = backward - float(np.median(gaps[paired]))
+    agree = np.abs(backward[np.abs(backward[:, None] - ticks[None, :]).argmin(axis=0)] - ticks) < 0.025
+    # The first forward beat that starts a run of four agreeing beats.
+    runs = np.convolve(agree.astype(int), np.ones(4, int), mode="valid")
+    settled = np.flatnonzero(runs == 4)
+    if not settled.size or ticks[settled[0]] > duration - SETTLE_S:
+        return ticks
+    first = ticks[settled[0]]
+    period = float(np.median(np.diff(ticks[settled[0] : settled[0] + 4])))
+    before = backward[(backward < first - period / 2) & (backward >= 0)]
+    return np.concatenate([before, ticks[settled[0] :]])
+
+
+def track_beats(samples: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """(beat times in seconds from the first sample, tempo in BPM, confidence) of mono float32 44.1 kHz audio.
+
+    Raises RuntimeError where Essentia is not installed, and whatever Essentia raises."""
+    standard = _essentia()
+    if standard is None:
+        raise RuntimeError("beat tracking is not available on this platform")
+    ticks, bpm = _degara(standard, samples)
+    ticks = _settled_start(standard, samples, ticks)
+    if len(ticks) >= 2:
+        # From the beats themselves: RhythmExtractor2013's own figure comes from a histogram
+        # of estimates and read 161.5 for clicks at 160 BPM and 118.3 for kicks at 120.
+        bpm = 60.0 / float(np.median(np.diff(ticks)))
+    return ticks + BEAT_CORRECTION_S, bpm, _confidence(standard, samples)
+
+
+def find_beats(path: Path) -> Beats:
+    """The tempo and beat times of the video's first audio track, on the video's timeline.
+
+    Never raises for anything about the audio: returns `Beats` with `skipped` saying why instead."""
+    if _essentia() is None:
+        try:
+            with av.open(str(path)) as container:
+                has_audio = bool(container.streams.audio)
+        except (av.FFmpegError, OSError) as exc:
+            return _skip(f"the audio could not be decoded: {exc}")
+        return _skip("beat tracking is not available on this platform" if has_audio else "the video has no audio track")
+    audio = read_audio(path)
+    if isinstance(audio, str):
+        return _skip(audio)
+    samples = audio.samples
+    if samples.size < MIN_AUDIO_S * SAMPLE_RATE:
+        return _skip(f"the audio is shorter than {MIN_AUDIO_S:g} s", audio=audio.info)
+    if not np.isfinite(samples).all():
+        samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+    if float(np.max(np.abs(samples))) < SILENCE_PEAK:
+        return _skip("the audio is silent", audio=audio.info)
+    try:
+        times, bpm, confidence = track_beats(samples)
+    except RuntimeError as exc:  # Essentia reports bad input as RuntimeError
+        return _skip(f"beat tracking failed: {exc}", audio=audio.info)
+    if confidence < MIN_CONFIDENCE or len(times) < 2:
+        return _skip(
+            f"no steady beat was found in the audio (confidence {confidence:.2f} < {MIN_CONFIDENCE:g})",
+            audio=audio.info,
+            confidence=confidence,
+        )
+    return Beats(
+        times=times + audio.start,
+        tempo_bpm=bpm,
+        skipped=None,
+        confidence=confidence,
+        audio=audio.info,
+        tracker=tracker_info(),
+    )
