@@ -444,6 +444,7 @@ function upsertJob(job, { top = false } = {}) {
   entry.job = job;
   renderJob(entry);
   watchJob(job);
+  linkComparison();
   // A new possible reference: the upload form's list of references follows.
   if (isAnalysis(job) && job.status === 'succeeded' && (before === job || before.status !== 'succeeded')) references.refreshSoon();
   if (job.job_id === openJobId) updateOpenJob(job);
@@ -739,6 +740,7 @@ async function openResults(jobId) {
   jobs.forEach((e) => e.node.classList.toggle('selected', e.job.job_id === jobId));
   if (!isAnalysis(job)) { openComparison(job); return; }
   $('#results').hidden = false;
+  linkComparison();
   $('#results-title').textContent = `Results: ${job.filename || jobId}`;
   const v = job.video;
   $('#results-meta').textContent = v
@@ -773,6 +775,15 @@ async function openResults(jobId) {
     setMessage(message, `Could not load the metrics: ${errorText(error)}`, 'error');
   }
   $('#results').scrollIntoView({ behavior: 'smooth', block: 'start' });
+}
+
+/** An analysis uploaded with a reference: once its comparison has succeeded, a way to it from the results. */
+function linkComparison() {
+  const button = $('#results-comparison');
+  const open = openJobId ? jobs.get(openJobId)?.job : null;
+  const follower = open && isAnalysis(open) && open.comparison_job_id ? jobs.get(open.comparison_job_id)?.job : null;
+  button.hidden = $('#results').hidden || follower?.status !== 'succeeded';
+  button.dataset.jobId = follower?.job_id || '';
 }
 
 function showDownloads(job, list = '#downloads') {
@@ -821,6 +832,7 @@ function closeResults() {
   $('#music').hidden = true;
   $('#together').hidden = true;
   $('#results').hidden = true;
+  $('#results-comparison').hidden = true;
   closeComparison();
   jobs.forEach((e) => e.node.classList.remove('selected'));
   if (location.hash.startsWith('#job=')) history.replaceState(null, '', location.pathname + location.search);
@@ -1253,6 +1265,7 @@ function setupPlayer() {
     }, 100);
   });
   $('#results-close').addEventListener('click', closeResults);
+  $('#results-comparison').addEventListener('click', (event) => openResults(event.currentTarget.dataset.jobId));
 }
 
 // ---------------------------------------------------------------- comparison ------
@@ -1337,6 +1350,10 @@ async function openComparison(job) {
 /** The two original annotated videos, when both analyses are still there. */
 function loadPair(reference, attempt) {
   const { ref, att } = comparePlayers();
+  for (const [id, job] of [['#open-reference', reference], ['#open-attempt', attempt]]) {
+    $(id).hidden = job?.status !== 'succeeded';
+    $(id).dataset.jobId = job?.job_id || '';
+  }
   const ok = Boolean(reference?.results?.['annotated.mp4'] && attempt?.results?.['annotated.mp4']);
   const radio = $('input[name="compare-view"][value="pair"]');
   radio.disabled = !ok;
@@ -1477,6 +1494,8 @@ function closeComparison() {
   $('#compare-score').textContent = '–';
   $('#compare-orientation').textContent = '';
   $('#compare').hidden = true;
+  $('#open-reference').hidden = true;
+  $('#open-attempt').hidden = true;
 }
 
 /** A video's link expired (or storage hiccupped): once per video, a fresh link from its job, at the same time. */
@@ -1526,6 +1545,9 @@ function setupComparison() {
     radio.addEventListener('change', () => { if (radio.checked) setCompareView(radio.value); });
   }
   $('#compare-close').addEventListener('click', closeResults);
+  for (const id of ['#open-reference', '#open-attempt']) {
+    $(id).addEventListener('click', (event) => openResults(event.currentTarget.dataset.jobId));
+  }
 }
 
 // ---------------------------------------------------------------- start -----------
