@@ -838,6 +838,12 @@ function closeResults() {
   if (location.hash.startsWith('#job=')) history.replaceState(null, '', location.pathname + location.search);
 }
 
+/** Scroll `node` into view if it is not (on a phone, the list of moments sits below the video). */
+function inView(node) {
+  const rect = node.getBoundingClientRect();
+  if (rect.top < 0 || rect.bottom > window.innerHeight) node.scrollIntoView({ behavior: 'smooth', block: 'nearest' });
+}
+
 /** Move the annotated video to `t` seconds (the charts' cursors follow it). */
 function seekPlayer(t) {
   const player = $('#player');
@@ -894,7 +900,7 @@ function renderTogether(metrics) {
       el('strong', { class: 'num', text: `${clock(m.start)}–${clock(m.end)}` }),
       el('span', { text: `${num(m.spread_deg, 0)}° apart` }),
       m.furthest_track_id != null ? el('span', { text: `Dancer ${m.furthest_track_id} furthest off` }) : null);
-    button.addEventListener('click', () => seekPlayer(m.start));
+    button.addEventListener('click', () => { seekPlayer(m.start); inView($('#player')); });
     return el('li', {}, button);
   }));
 }
@@ -1416,7 +1422,10 @@ function renderComparison(doc) {
     el('span', { class: 'alike', text: `${pct(m.similarity)} alike` }),
     m.worst_keypoints.length ? el('span', { class: 'off', text: `most off: ${m.worst_keypoints.map(label).join(', ')}` }) : null,
     el('span', { class: 'hint', text: `attempt at ${clock(m.attempt_start)}` }));
-    button.addEventListener('click', () => seekCompare(m.start, m.attempt_start));
+    button.addEventListener('click', () => {
+      seekCompare(m.start, m.attempt_start);
+      inView(comparison.view === 'pair' ? $('#compare-pair') : $('#compare-player'));
+    });
     return el('li', {}, button);
   }));
 }
