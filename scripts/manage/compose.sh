@@ -47,9 +47,13 @@ Docker commands: ./manage.sh [PROFILE] [-f FILE]... COMMAND [ARGS]
   shell-backend         a shell inside the backend container
   shell-worker          a shell inside the worker container
   test-upload FILE [--profile fast|accurate] [--key KEY]
+              [--reference JOB_ID [--mirror auto|on|off]]
                         upload a video to POST /analyze, follow its progress,
-                        print the result links; sends the API key KEY (default:
-                        API_KEY from the environment or the settings file)
+                        print the result links and the tempo; sends the API key
+                        KEY (default: API_KEY from the environment or the settings
+                        file). --reference: compare it with that succeeded
+                        analysis, follow the comparison too, print its links and
+                        score (exit 1 if a job fails)
   clean [--yes|-y]      remove containers, networks and volumes (ALL stored data)
   minio-console         open the MinIO console (http://localhost:9001)
   rq-dashboard          open rq-dashboard (http://127.0.0.1:9181, basic auth)
@@ -72,6 +76,7 @@ Examples:
   ./manage.sh cpu overview
   ./manage.sh mac start          # services in Docker + native MPS worker
   ./manage.sh cpu test-upload ~/Videos/dance.mp4
+  ./manage.sh cpu test-upload ~/Videos/try.mp4 --reference JOB_ID --mirror on
   ./manage.sh cpu clean --yes
 EOF
 }
@@ -742,7 +747,8 @@ _compose_keys() {
 # Upload through the script the local stack uses too (scripts/manage/test_upload.py). The API
 # key goes to it in the environment (API_KEY), never on a command line others can read in ps.
 _compose_test_upload() {
-	local file="" analysis_profile="" key="" py args=()
+	local file="" analysis_profile="" key="" reference="" mirror="" py args=()
+	local usage="./manage.sh PROFILE test-upload FILE [--profile fast|accurate] [--key KEY] [--reference JOB_ID [--mirror auto|on|off]]"
 	while [[ $# -gt 0 ]]; do
 		case "$1" in
 		--key)
@@ -763,7 +769,25 @@ _compose_test_upload() {
 			analysis_profile="${1#--profile=}"
 			shift
 			;;
-		-*) die "unknown option '$1' (usage: ./manage.sh PROFILE test-upload FILE [--profile fast|accurate] [--key KEY])" ;;
+		--reference)
+			[[ $# -ge 2 ]] || die "--reference needs the job id of a succeeded analysis"
+			reference="$2"
+			shift 2
+			;;
+		--reference=*)
+			reference="${1#--reference=}"
+			shift
+			;;
+		--mirror)
+			[[ $# -ge 2 ]] || die "--mirror needs a value (auto, on or off)"
+			mirror="$2"
+			shift 2
+			;;
+		--mirror=*)
+			mirror="${1#--mirror=}"
+			shift
+			;;
+		-*) die "unknown option '$1' (usage: $usage)" ;;
 		*)
 			[[ -z "$file" ]] || die "one file at a time"
 			file="$1"
@@ -771,14 +795,17 @@ _compose_test_upload() {
 			;;
 		esac
 	done
-	[[ -n "$file" ]] || die "usage: ./manage.sh PROFILE test-upload FILE [--profile fast|accurate] [--key KEY]"
+	[[ -n "$file" ]] || die "usage: $usage"
 	[[ -f "$file" && -r "$file" ]] || die "no such file: $file"
 	case "$analysis_profile" in "" | fast | accurate) ;; *) die "--profile must be fast or accurate, not '$analysis_profile'" ;; esac
+	check_comparison_options "$reference" "$mirror" # scripts/manage/local.sh
 	command -v curl >/dev/null 2>&1 || die "curl not found: install curl"
 	py="$VENV_DIR/bin/python"
 	[[ -x "$py" ]] || py=python3
 	args=(--api "$(_compose_backend_url)" --file "$file")
 	[[ -n "$analysis_profile" ]] && args+=(--profile "$analysis_profile")
+	[[ -n "$reference" ]] && args+=(--reference "$reference")
+	[[ -n "$mirror" ]] && args+=(--mirror "$mirror")
 	[[ -n "$key" ]] || key="$(_compose_setting API_KEY)"
 	if [[ -n "$key" ]]; then
 		export API_KEY="$key"

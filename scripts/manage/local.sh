@@ -14,8 +14,10 @@ Local stack (no Docker): ./manage.sh local COMMAND
   restart               stop, then start
   status                each service running/stopped, and the URLs (exit 3 when one is stopped)
   logs [SERVICE]        follow the logs of every service, or one of: redis s3 api worker dashboard bucket
-  test-upload FILE [--profile fast|accurate]
-                        upload a video to the API, follow the job, print the result links
+  test-upload FILE [--profile fast|accurate] [--reference JOB_ID [--mirror auto|on|off]]
+                        upload a video to the API, follow the job, print the result links and
+                        the tempo; --reference: compare it with that succeeded analysis, follow
+                        the comparison too, print its links and score (exit 1 if a job fails)
   overview [--json] [--failures N]
                         the queues, workers, jobs by status and the last failures at a glance
   keys create NAME [--admin] [--json] | keys list [--json] | keys revoke KEY_ID
@@ -556,19 +558,36 @@ local_logs() {
 	exec tail -n 50 -F "${files[@]}"
 }
 
+# test-upload's comparison options, checked before anything is uploaded (compose.sh's test-upload
+# uses this too: manage.sh sources local.sh first). The API takes ids in lower case.
+check_comparison_options() {
+	local reference="$1" mirror="$2"
+	if [[ -n "$reference" && ! "$reference" =~ ^[0-9a-fA-F]{32}$ ]]; then
+		die "--reference must be the job id of a succeeded analysis (32 hex digits), not '$reference'"
+	fi
+	case "$mirror" in "" | auto | on | off) ;; *) die "--mirror must be auto, on or off, not '$mirror'" ;; esac
+	[[ -z "$mirror" || -n "$reference" ]] || die "--mirror is an option of the comparison: give --reference JOB_ID too"
+}
+
 local_test_upload() {
-	local file="" profile="" args=()
+	local file="" profile="" reference="" mirror="" args=()
+	local usage="./manage.sh local test-upload FILE [--profile fast|accurate] [--reference JOB_ID [--mirror auto|on|off]]"
 	while [[ $# -gt 0 ]]; do
 		case "$1" in
 		--profile) [[ $# -ge 2 ]] || die "--profile needs a value (fast or accurate)"; profile="$2"; shift 2 ;;
 		--profile=*) profile="${1#--profile=}"; shift ;;
-		-*) die "unknown option '$1' (usage: ./manage.sh local test-upload FILE [--profile fast|accurate])" ;;
+		--reference) [[ $# -ge 2 ]] || die "--reference needs the job id of a succeeded analysis"; reference="$2"; shift 2 ;;
+		--reference=*) reference="${1#--reference=}"; shift ;;
+		--mirror) [[ $# -ge 2 ]] || die "--mirror needs a value (auto, on or off)"; mirror="$2"; shift 2 ;;
+		--mirror=*) mirror="${1#--mirror=}"; shift ;;
+		-*) die "unknown option '$1' (usage: $usage)" ;;
 		*) [[ -z "$file" ]] || die "one file at a time"; file="$1"; shift ;;
 		esac
 	done
-	[[ -n "$file" ]] || die "usage: ./manage.sh local test-upload FILE [--profile fast|accurate]"
+	[[ -n "$file" ]] || die "usage: $usage"
 	[[ -f "$file" && -r "$file" ]] || die "no such file: $file"
 	case "$profile" in "" | fast | accurate) ;; *) die "--profile must be fast or accurate, not '$profile'" ;; esac
+	check_comparison_options "$reference" "$mirror"
 	local_config
 	check_http_answers "$API_URL/health" || die "the API at $API_URL does not answer: start the stack with ./manage.sh local start"
 	local py="$VENV_DIR/bin/python"
@@ -580,6 +599,8 @@ local_test_upload() {
 	fi
 	args=(--api "$API_URL" --file "$file")
 	[[ -n "$profile" ]] && args+=(--profile "$profile")
+	[[ -n "$reference" ]] && args+=(--reference "$reference")
+	[[ -n "$mirror" ]] && args+=(--mirror "$mirror")
 	exec "$py" "$MANAGE_ROOT/scripts/manage/test_upload.py" "${args[@]}"
 }
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -76,6 +82,150 @@ def test_test_upload_checks_the_profile(tmp_path: Path) -> None:
     video.write_bytes(b"x")
     done = run("local", "test-upload", str(video), "--profile", "turbo")
     assert done.returncode == 1 and "fast or accurate" in done.stderr
+
+
+class FakeAPI(BaseHTTPRequestHandler):
+    """/health, POST /analyze (a comparison follows), an analysis that succeeds with a beats.json
+    and a comparison that fails; `requests` records (method, path, Authorization, body)."""
+
+    requests: ClassVar[list[tuple[str, str, str | None, bytes]]] = []
+    port = 0
+    analysis = "a" * 32
+    comparison = "c" * 32
+
+    def _record(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        FakeAPI.requests.append((self.command, self.path, self.headers.get("Authorization"), body))
+
+    def _json(self, code: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        self._record()
+        base = f"http://127.0.0.1:{FakeAPI.port}"
+        self._json(202, {"job_id": self.analysis, "status": "queued", "status_url": f"{base}/jobs/{self.analysis}",
+                         "comparison_job_id": self.comparison})  # fmt: skip
+
+    def do_GET(self) -> None:
+        self._record()
+        port = FakeAPI.port
+        if self.path == "/health":
+            self._json(200, {"status": "ok"})
+        elif self.path == f"/jobs/{self.analysis}":
+            # A storage link, on another origin than the API's: it must not get the key's header.
+            other = "localhost" if self.headers["Host"].startswith("127.0.0.1:") else "127.0.0.1"
+            beats = f"http://{other}:{port}/bucket/beats.json?X-Amz-Signature=x"
+            self._json(200, {"job_id": self.analysis, "status": "succeeded", "stage": "uploading", "progress": 1.0,
+                             "results": {"poses.json": f"http://localhost:{port}/bucket/poses.json",
+                                         "beats.json": beats}})  # fmt: skip
+        elif self.path == f"/jobs/{self.comparison}":
+            error = {"code": "NOT_ENOUGH_POSE", "message": "The attempt shows no dancer long enough."}
+            self._json(200, {"job_id": self.comparison, "kind": "comparison", "status": "failed",
+                             "stage": "aligning", "progress": 0.2, "results": {}, "error": error})  # fmt: skip
+        elif self.path.startswith("/bucket/beats.json"):
+            self._json(200, {"tempo_bpm": 119.6, "beat_count": 48, "skipped": None, "beats": []})
+        else:
+            self._json(404, {"error": {"code": "JOB_NOT_FOUND", "message": self.path}})
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_api() -> Iterator[int]:
+    FakeAPI.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeAPI)
+    FakeAPI.port = server.server_port
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def upload_env(tmp_path: Path, port: int) -> dict[str, str]:
+    """`local` and `cpu` test-upload both aimed at the fake API, with a key of their own."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "LOCAL_DIR": str(tmp_path / "local"),
+        "API_PORT": str(port),
+        "BACKEND_PORT": str(port),
+        "MANAGE_ENV_FILE": str(tmp_path / "no.env"),
+        "API_KEY": "dak_test",
+    }
+
+
+NOT_AN_ID = "error: --reference must be the job id of a succeeded analysis (32 hex digits),"
+
+
+@pytest.mark.parametrize("target", ["local", "cpu"])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--reference", "abc"], f"{NOT_AN_ID} not 'abc'"),
+        (["--reference=" + "g" * 32], f"{NOT_AN_ID} not 'gggg"),
+        (["--reference", "a" * 33], NOT_AN_ID),
+        (["--reference"], "error: --reference needs the job id of a succeeded analysis"),
+        (["--reference", "a" * 32, "--mirror", "sideways"], "error: --mirror must be auto, on or off, not 'sideways'"),
+        (["--reference", "a" * 32, "--mirror=ON"], "error: --mirror must be auto, on or off, not 'ON'"),
+        (["--reference", "a" * 32, "--mirror"], "error: --mirror needs a value (auto, on or off)"),
+        (["--mirror", "on"], "error: --mirror is an option of the comparison: give --reference JOB_ID too"),
+    ],
+)  # fmt: skip
+def test_test_upload_checks_the_comparison_options_before_uploading(
+    tmp_path: Path, fake_api: int, target: str, options: list[str], message: str
+) -> None:
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"x")
+    done = run(target, "test-upload", str(video), *options, env=upload_env(tmp_path, fake_api))
+    assert done.returncode == 1
+    assert done.stderr.startswith(message) and done.stderr.count("\n") == 1, done.stderr
+    assert FakeAPI.requests == []  # refused before even asking the API whether it runs
+
+
+@pytest.mark.skipif(shutil.which("curl", path="/usr/bin:/bin") is None, reason="curl is not installed")
+@pytest.mark.parametrize("target", ["local", "cpu"])
+def test_test_upload_sends_the_reference_and_fails_with_the_comparison_s_error(
+    tmp_path: Path, fake_api: int, target: str
+) -> None:
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not really a video")
+    reference = "0123456789ABCDEF0123456789abcdef"
+    done = run(
+        target,
+        "test-upload",
+        str(video),
+        "--reference",
+        reference,
+        "--mirror",
+        "on",
+        env=upload_env(tmp_path, fake_api),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    # The analysis's links and tempo, then the comparison's error: code and message.
+    assert f"job {FakeAPI.analysis}" in done.stdout and f"comparison {FakeAPI.comparison}" in done.stdout
+    assert "beats.json" in done.stdout and "tempo 120 BPM, 48 beats" in done.stdout
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"comparison {FakeAPI.comparison} failed: NOT_ENOUGH_POSE: The attempt shows no dancer long enough."
+    )
+    posted = next(body for method, _, _, body in FakeAPI.requests if method == "POST")
+    fields = dict(re.findall(rb'name="(\w+)"\r\n\r\n([^\r]*)\r\n', posted))
+    assert fields == {b"reference_job_id": reference.lower().encode(), b"mirror": b"on"}
+    # The key goes to the API; the presigned storage link gets none (S3 would refuse a second auth).
+    auth = {path.split("?")[0]: header for _, path, header, _ in FakeAPI.requests if path != "/health"}
+    assert auth == {
+        "/analyze": "Bearer dak_test",
+        f"/jobs/{FakeAPI.analysis}": "Bearer dak_test",
+        f"/jobs/{FakeAPI.comparison}": "Bearer dak_test",
+        "/bucket/beats.json": None,
+    }
 
 
 def test_docker_commands_without_compose_sh_fail_clearly(without_compose: Path) -> None:
