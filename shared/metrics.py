@@ -88,7 +88,8 @@ JOB_RUN = Histogram(
 )
 STAGE_DURATION = Histogram(
     f"{NAMESPACE}_stage_duration_seconds",
-    "Time each completed stage of a job run took (fetching, probing, analyzing, rendering, exporting, uploading).",
+    "Time each completed stage of a job run took (fetching, probing, listening, analyzing, aligning, rendering, "
+    "exporting, uploading).",
     ("stage",),
     _STAGE_SECONDS,
 )

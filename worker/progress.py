@@ -19,19 +19,29 @@ from types import TracebackType
 import redis
 
 from shared.errors import ErrorCode, JobCanceled, ServiceError
-from shared.jobs import JobStage, JobStore, now
+from shared.jobs import JobKind, JobStage, JobStore, now
 from shared.metrics import StageTiming
 
 log = logging.getLogger(__name__)
 
-# Share of the whole job each stage takes, for one progress figure from 0 to 1.
-STAGE_SPAN: dict[JobStage, tuple[float, float]] = {
-    JobStage.FETCHING: (0.00, 0.03),
-    JobStage.PROBING: (0.03, 0.05),
-    JobStage.ANALYZING: (0.05, 0.60),
-    JobStage.RENDERING: (0.60, 0.92),
-    JobStage.EXPORTING: (0.92, 0.95),
-    JobStage.UPLOADING: (0.95, 1.00),
+# Share of the whole job each stage takes, for one progress figure from 0 to 1, per kind of job.
+STAGE_SPANS: dict[JobKind, dict[JobStage, tuple[float, float]]] = {
+    JobKind.ANALYSIS: {
+        JobStage.FETCHING: (0.00, 0.03),
+        JobStage.PROBING: (0.03, 0.04),
+        JobStage.LISTENING: (0.04, 0.05),
+        JobStage.ANALYZING: (0.05, 0.60),
+        JobStage.RENDERING: (0.60, 0.92),
+        JobStage.EXPORTING: (0.92, 0.95),
+        JobStage.UPLOADING: (0.95, 1.00),
+    },
+    JobKind.COMPARISON: {
+        JobStage.FETCHING: (0.00, 0.10),
+        JobStage.ALIGNING: (0.10, 0.15),
+        JobStage.RENDERING: (0.15, 0.92),
+        JobStage.EXPORTING: (0.92, 0.93),
+        JobStage.UPLOADING: (0.93, 1.00),
+    },
 }
 
 
@@ -42,6 +52,7 @@ class JobReporter:
         job_id: str,
         *,
         every_frames: int,
+        kind: JobKind = JobKind.ANALYSIS,
         min_interval: float = 0.25,
         heartbeat_seconds: float = 5.0,
         blip_seconds: float = 30.0,
@@ -49,6 +60,7 @@ class JobReporter:
         self.store = store
         self.job_id = job_id
         self.every_frames = every_frames
+        self.spans = STAGE_SPANS[kind]
         self.min_interval = min_interval
         self.heartbeat_seconds = heartbeat_seconds
         self.blip_seconds = blip_seconds
@@ -123,7 +135,7 @@ class JobReporter:
         self.check()
         self.stage = stage
         self._stage_started = time.monotonic()
-        start, _ = STAGE_SPAN.get(stage, (1.0, 1.0))
+        start, _ = self.spans.get(stage, (1.0, 1.0))
         fields: dict[str, object] = {"stage": stage, "progress": round(start, 4)}
         if frames_total is not None:
             self.frames_total = frames_total
@@ -152,6 +164,6 @@ class JobReporter:
         if moment - self._last_report < self.min_interval and not last:
             return
         self._last_report = moment
-        start, end = STAGE_SPAN.get(self.stage, (0.0, 1.0))
+        start, end = self.spans.get(self.stage, (0.0, 1.0))
         share = min(frames_done / self.frames_total, 1.0) if self.frames_total else 0.0
         self._write(progress=round(start + (end - start) * share, 4), frames_done=frames_done)

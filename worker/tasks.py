@@ -1,6 +1,12 @@
 """The job function, and the one place that knows the order of stages.
 
-fetch → probe → analyze → smooth → metrics → render → export → upload → succeeded
+analysis:    fetch → probe → listen (beats) → analyze → smooth → metrics → render → export → upload → succeeded
+comparison:  fetch both analyses' results → align → render side by side → export → upload → succeeded
+
+An analysis uploaded with a reference has a comparison waiting for it: when the
+analysis ends, whatever its status, the comparison is queued (it fails at once,
+INPUT_UNAVAILABLE, if the analysis did not succeed; the reconciler queues it if
+this worker dies first).
 
 Whatever happens, the job ends in a final status: `succeeded` only after every
 result is in storage; `failed` with a stable code otherwise; a canceled job
@@ -22,13 +28,14 @@ from pathlib import Path
 from rq.timeouts import JobTimeoutException
 
 from shared.errors import ErrorCode, JobCanceled, ServiceError, public_reason
-from shared.jobs import JobRecord, JobStage, JobStatus
+from shared.jobs import JobKind, JobRecord, JobStage, JobStatus
 from shared.keys import ResultName
 from shared.logs import job_context
 from shared.metrics import Metrics
+from shared.queue import enqueue_job
 from worker import scratch
 from worker.context import WorkerContext, get_context
-from worker.pipeline import export, fetch, metrics, probe, render, smooth, upload
+from worker.pipeline import beats, compare, compare_render, export, fetch, metrics, probe, render, smooth, upload
 from worker.progress import JobReporter
 from worker.timeouts import budget_seconds, deadline_after, narrow_hard_timeout
 
@@ -69,7 +76,7 @@ def _run_attempt(ctx: WorkerContext, record: JobRecord) -> str:
     record = ctx.store.get(job_id) or record
     log.info("job %s: attempt %d of %d", job_id, record.attempts, record.max_attempts)
 
-    reporter = JobReporter(ctx.store, job_id, every_frames=ctx.settings.progress_every_frames)
+    reporter = JobReporter(ctx.store, job_id, every_frames=ctx.settings.progress_every_frames, kind=record.kind)
     outcome: JobStatus | None = None  # the final status this run gave the job, for the metrics
     try:
         with reporter, scratch.job_dir(ctx.settings.work_dir, job_id) as tmp:
@@ -121,6 +128,8 @@ def _run_attempt(ctx: WorkerContext, record: JobRecord) -> str:
     finally:
         if outcome is not None:
             _observe(ctx, record, reporter, outcome)
+            if record.comparison_job_id:
+                _queue_follower(ctx, record)
 
 
 def _observe(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, outcome: JobStatus) -> None:
@@ -183,6 +192,23 @@ def _wait_for_storage(ctx: WorkerContext, reporter: JobReporter) -> bool:
 
 
 def _run_stages(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tmp: Path) -> list[str]:
+    if record.kind is JobKind.COMPARISON:
+        files = _comparison_stages(ctx, record, reporter, tmp)
+    else:
+        files = _analysis_stages(ctx, record, reporter, tmp)
+
+    reporter.enter(JobStage.UPLOADING)
+    try:
+        names = upload.upload_results(ctx.storage, record.job_id, files)
+    except BaseException:
+        upload.discard_results(ctx.storage, record.job_id)
+        raise
+    reporter.end_stage()
+    reporter.check()
+    return names
+
+
+def _analysis_stages(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tmp: Path) -> dict[ResultName, Path]:
     settings, job_id = ctx.settings, record.job_id
 
     reporter.enter(JobStage.FETCHING)
@@ -195,10 +221,13 @@ def _run_stages(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tm
     narrow_hard_timeout(budget)
     reporter.save(video=video.to_dict(), frames_total=video.frame_count)
 
+    reporter.enter(JobStage.LISTENING)
+    music = beats.find_beats(source)
+
     reporter.enter(JobStage.ANALYZING, frames_total=video.frame_count)
     poses = ctx.analyzer.analyze(video, record.profile, reporter.frames)
     poses = smooth.smooth_sequence(poses, video.width, video.height)
-    summary = metrics.compute_metrics(job_id, video, poses)
+    summary = metrics.compute_metrics(job_id, video, poses, music)
 
     reporter.enter(JobStage.RENDERING, frames_total=video.frame_count)
     files = {ResultName.ANNOTATED_VIDEO: tmp / ResultName.ANNOTATED_VIDEO.value}
@@ -212,17 +241,57 @@ def _run_stages(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tm
     )
 
     reporter.enter(JobStage.EXPORTING)
-    files.update(export.export(tmp, job_id, video, poses, summary))
+    files.update(export.export(tmp, job_id, video, poses, summary, music))
+    return files
 
-    reporter.enter(JobStage.UPLOADING)
+
+def _comparison_stages(
+    ctx: WorkerContext, record: JobRecord, reporter: JobReporter, tmp: Path
+) -> dict[ResultName, Path]:
+    settings, inputs = ctx.settings, record.inputs
+    if inputs is None:
+        raise ServiceError(ErrorCode.INTERNAL_ERROR, "The comparison job has no inputs.")
+
+    reporter.enter(JobStage.FETCHING)
+    reference, attempt = (
+        compare.fetch_input(ctx.storage, ctx.store, job_id, role, record.owner, tmp)
+        for job_id, role in ((inputs.reference_job_id, "reference"), (inputs.attempt_job_id, "attempt"))
+    )
+    duration = max(float((p.record.video or {}).get("duration") or 0.0) for p in (reference, attempt))
+    budget = budget_seconds(settings, duration)
+    reporter.deadline = deadline_after(budget)
+    narrow_hard_timeout(budget)
+
+    reporter.enter(JobStage.ALIGNING)
+    alignment, reference_side, attempt_side = compare.compare(reference, attempt, inputs)
+
+    files = {name: tmp / name.value for name in (ResultName.COMPARISON_VIDEO, ResultName.COMPARISON_JSON)}
+    reporter.enter(JobStage.RENDERING, frames_total=reference.record.frames_total or None)
+    compare_render.render_side_by_side(
+        reference.video_path,
+        attempt.video_path,
+        alignment,
+        files[ResultName.COMPARISON_VIDEO],
+        preset=settings.render_preset,
+        crf=settings.render_crf,
+        progress=reporter.frames,
+    )
+
+    reporter.enter(JobStage.EXPORTING)
+    document = compare.comparison_document(record.job_id, inputs, alignment, reference_side, attempt_side)
+    export.write_json(files[ResultName.COMPARISON_JSON], document)
+    return files
+
+
+def _queue_follower(ctx: WorkerContext, record: JobRecord) -> None:
+    """The comparison waiting for this analysis (uploaded with a reference) can run now."""
+    follower = ctx.store.get(record.comparison_job_id)
+    if follower is None or follower.status is not JobStatus.QUEUED:
+        return
     try:
-        names = upload.upload_results(ctx.storage, job_id, files)
-    except BaseException:
-        upload.discard_results(ctx.storage, job_id)
-        raise
-    reporter.end_stage()
-    reporter.check()
-    return names
+        enqueue_job(ctx.queue, ctx.settings, follower.job_id, follower.kind.value)
+    except Exception:  # the reconciler's sweep queues it instead
+        log.warning("job %s: could not queue its comparison %s yet", record.job_id, follower.job_id, exc_info=True)
 
 
 def _fail(ctx: WorkerContext, job_id: str, error: ServiceError) -> None:

@@ -38,7 +38,7 @@ from tests.tools import find_tool, missing_tool
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(3600)]
 
-RESULTS = {"annotated.mp4", "poses.json", "poses.csv", "metrics.json"}
+RESULTS = {"annotated.mp4", "poses.json", "poses.csv", "metrics.json", "beats.json"}
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +103,10 @@ def test_a_real_job_runs_and_its_results_download_through_presigned_links(
     poses = json.loads(fetch(job["results"]["poses.json"]))
     validate("poses", poses)
     validate("metrics", json.loads(fetch(job["results"]["metrics.json"])))
+    # The worker image carries the beat tracker (beats.json names its version; null: not installed).
+    beats = json.loads(fetch(job["results"]["beats.json"]))
+    validate("beats", beats)
+    assert beats["tracker"].get("version"), beats
     assert fetch(job["results"]["poses.csv"]).decode().splitlines()[0] == "frame,time,track,keypoint,x,y,score"
 
     # The real models found both people, on most frames.

@@ -9,7 +9,7 @@ import pytest
 
 from shared.profiles import Profile
 from shared.result_schemas import validate
-from worker.pipeline import export, metrics, probe, render, smooth
+from worker.pipeline import beats, export, metrics, probe, render, smooth
 
 pytestmark = pytest.mark.pipeline
 
@@ -21,10 +21,11 @@ def test_rendered_video_keeps_frames_duration_and_audio_and_poses_validate(analy
     assert video.has_audio
     seq = analyzer.analyze(video, Profile(profile), lambda done: None)
     seq = smooth.smooth_sequence(seq, video.width, video.height)
-    summary = metrics.compute_metrics("job", video, seq)
+    music = beats.find_beats(path)
+    summary = metrics.compute_metrics("job", video, seq, music)
     out = tmp_path / "annotated.mp4"
     render.render(video, seq, out)
-    files = export.export(tmp_path, "job", video, seq, summary)
+    files = export.export(tmp_path, "job", video, seq, summary, music)
 
     rendered = probe.probe(out)
     assert rendered.frame_count == video.frame_count == len(written)
@@ -54,11 +55,13 @@ def test_no_people_a_tiny_video_or_one_frame_give_valid_empty_results(analyzer, 
     from tests.synthetic import make_clip
 
     video = probe.probe(make_clip(tmp_path / f"{name}.mp4", **clip_args))
+    music = beats.find_beats(video.path)
+    assert music.skipped == "the video has no audio track"
     for profile in Profile:
         seq = smooth.smooth_sequence(analyzer.analyze(video, profile, lambda done: None), video.width, video.height)
-        summary = metrics.compute_metrics("job", video, seq)
+        summary = metrics.compute_metrics("job", video, seq, music)
         render.render(video, seq, tmp_path / "annotated.mp4", preset="ultrafast")
-        files = export.export(tmp_path, "job", video, seq, summary)
+        files = export.export(tmp_path, "job", video, seq, summary, music)
         document = json.loads(next(p for n, p in files.items() if n.value == "poses.json").read_text())
         validate("poses", document)
         validate("metrics", summary)

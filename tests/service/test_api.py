@@ -101,7 +101,7 @@ def test_upload_runs_to_success_with_every_result(
     assert done["status"] == "succeeded" and done["stage"] == "done" and done["progress"] == 1.0
     assert done["frames_total"] == done["frames_done"] == 30 and done["error"] is None
     assert done["started_at"] and done["finished_at"] >= done["started_at"]
-    assert set(done["results"]) == {"annotated.mp4", "poses.json", "poses.csv", "metrics.json"}
+    assert set(done["results"]) == {"annotated.mp4", "poses.json", "poses.csv", "metrics.json", "beats.json"}
     assert done["video"]["frame_count"] == 30 and done["video"]["has_audio"] is True
 
     poses = client.get(f"/jobs/{job_id}/results/poses.json")
@@ -277,7 +277,7 @@ def test_delete_removes_record_and_every_object(
 ) -> None:
     job_id = upload(client, clip)["body"]["job_id"]
     run(worker_ctx, job_id)
-    assert len(stored_keys(settings)) == 5
+    assert len(stored_keys(settings)) == 6
     assert client.delete(f"/jobs/{job_id}").status_code == 204
     assert stored_keys(settings) == []
     response = client.get(f"/jobs/{job_id}")
@@ -390,12 +390,12 @@ def test_redis_lost_mid_upload_leaves_no_object(
 def test_enqueue_failure_leaves_neither_object_nor_job(
     client: TestClient, settings: Settings, clip: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from backend.routes import analyze
+    from backend.routes import compare
 
     def refuse(*_: object, **__: object) -> None:
         raise ConnectionError("queue gone")
 
-    monkeypatch.setattr(analyze, "enqueue_job", refuse)
+    monkeypatch.setattr(compare, "enqueue_job", refuse)
     result = upload(client, clip)
     assert_error(result["status"], result["body"], 503, "QUEUE_UNAVAILABLE")
     assert stored_keys(settings) == []

@@ -223,7 +223,7 @@ def test_a_real_mock_job_streams_to_success(base_url: str, store: JobStore, sett
     progress = [v["progress"] for v in views]
     assert progress == sorted(progress), "progress only moves forward"
     assert len({v["stage"] for v in views}) >= 4, [v["stage"] for v in views]
-    assert set(views[-1]["results"]) == {"annotated.mp4", "poses.json", "poses.csv", "metrics.json"}
+    assert set(views[-1]["results"]) == {"annotated.mp4", "poses.json", "poses.csv", "metrics.json", "beats.json"}
 
 
 def test_a_missed_message_is_caught_by_the_periodic_recheck(base_url: str, store: JobStore, fast_checks: None) -> None:

@@ -117,7 +117,7 @@ def test_a_sigkilled_worker_is_restarted_by_its_supervisor_and_its_job_run_again
         assert "was killed by SIGKILL" in worker.log_text()
         # Exactly one result set, complete, and nothing half-uploaded.
         assert stored(storage, job_id) == sorted(done["results"])
-        assert len(done["results"]) == 4
+        assert len(done["results"]) == 5
         assert open_uploads(storage, results_prefix(job_id)) == []
         # RQ agrees: the run that finished is the one it shows.
         rq_job = Job.fetch(job_id, connection=api.app.state.redis, serializer=JSONSerializer)  # type: ignore[attr-defined]
@@ -350,7 +350,7 @@ def test_a_storage_outage_mid_job_is_waited_out_and_no_queued_job_fails(
             storage: Storage = api.app.state.storage  # type: ignore[attr-defined]
             assert [job["status"] for job in done] == ["succeeded"] * 3, [job.get("error") for job in done]
             for job_id in job_ids:
-                assert len(stored(storage, job_id)) == 4 and open_uploads(storage, results_prefix(job_id)) == []
+                assert len(stored(storage, job_id)) == 5 and open_uploads(storage, results_prefix(job_id)) == []
             assert "storage is back after an outage" in worker.log_text()
             assert all(job["attempts"] == 1 for job in done)  # waited out, not retried
 

@@ -18,18 +18,20 @@ from shared.profiles import Profile
 from shared.settings import Settings
 from tests.synthetic import make_clip
 from worker.analysis import load_analyzer
-from worker.pipeline import export, metrics, probe, render, smooth
+from worker.pipeline import beats, export, metrics, probe, render, smooth
 import worker.__main__, worker.tasks  # the worker's own start-up path
 
 settings = Settings(use_mock_analysis=True)
 create_app(settings)
 out = Path(sys.argv[1])
-video = probe.probe(make_clip(out / "clip.mp4", seconds=1, fps=10))
+clip = make_clip(out / "clip.mp4", seconds=1, fps=10, audio=True)
+video = probe.probe(clip)
+music = beats.find_beats(clip)
 poses = load_analyzer(settings).analyze(video, Profile.FAST, lambda n: None)
 poses = smooth.smooth_sequence(poses, video.width, video.height)
-summary = metrics.compute_metrics("job", video, poses)
+summary = metrics.compute_metrics("job", video, poses, music)
 render.render(video, poses, out / "annotated.mp4", preset="ultrafast")
-export.export(out, "job", video, poses, summary)
+export.export(out, "job", video, poses, summary, music)
 print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in HEAVY)))
 """
 

@@ -15,7 +15,7 @@ from shared.profiles import Profile
 from shared.result_schemas import validate
 from tests.synthetic import make_clip
 from worker.analysis.mock import MockAnalyzer
-from worker.pipeline import export, metrics, probe, render, smooth
+from worker.pipeline import beats, export, metrics, probe, render, smooth
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +29,11 @@ def outputs(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, o
     video = probe.probe(clip)
     seen: list[int] = []
     poses = smooth.smooth_sequence(MockAnalyzer().analyze(video, Profile.FAST, seen.append), video.width, video.height)
-    summary = metrics.compute_metrics("job1", video, poses)
+    music = beats.find_beats(clip)
+    summary = metrics.compute_metrics("job1", video, poses, music)
     annotated = out / ResultName.ANNOTATED_VIDEO.value
     render.render(video, poses, annotated, preset="ultrafast")
-    files = export.export(out, "job1", video, poses, summary)
+    files = export.export(out, "job1", video, poses, summary, music)
     return {"video": video, "poses": poses, "files": files, "annotated": annotated, "progress": seen}
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from shared.skeletons import ANGLE_JOINTS
-from worker.pipeline.metrics import MIN_SCORE, joint_angles
+from worker.pipeline.angles import MIN_SCORE, joint_angles
 from worker.pipeline.records import PoseSequence
 
 RATE_HZ = 30.0  # the uniform grid every comparison runs on

@@ -1,4 +1,4 @@
-"""Export stage: poses.json, poses.csv and metrics.json into a local folder.
+"""Export stage: poses.json, poses.csv, metrics.json and beats.json into a local folder.
 
 poses.json follows shared/schemas/poses.schema.json; poses.csv is the same
 data in long format (one row per frame, track and keypoint) for spreadsheets
@@ -18,6 +18,7 @@ import numpy as np
 
 from shared.keys import ResultName
 from shared.result_schemas import POSES_VERSION
+from worker.pipeline.beats import Beats
 from worker.pipeline.records import Detections, PoseSequence, VideoInfo
 
 CSV_COLUMNS = ("frame", "time", "track", "keypoint", "x", "y", "score")
@@ -81,17 +82,26 @@ def write_csv(path: Path, poses: PoseSequence) -> None:
                     writer.writerow((index, time, int(track_id), name, f"{x:.2f}", f"{y:.2f}", f"{score:.4f}"))
 
 
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    with path.open("w") as handle:
+        json.dump(document, handle, indent=1)
+
+
 def export(
-    out_dir: Path, job_id: str, video: VideoInfo, poses: PoseSequence, metrics: dict[str, Any]
+    out_dir: Path,
+    job_id: str,
+    video: VideoInfo,
+    poses: PoseSequence,
+    metrics: dict[str, Any],
+    music: Beats,
 ) -> dict[ResultName, Path]:
-    """Write the three data files; returns their paths by result name."""
+    """Write the data files; returns their paths by result name."""
     paths = {
-        ResultName.POSES_JSON: out_dir / ResultName.POSES_JSON.value,
-        ResultName.POSES_CSV: out_dir / ResultName.POSES_CSV.value,
-        ResultName.METRICS_JSON: out_dir / ResultName.METRICS_JSON.value,
+        name: out_dir / name.value
+        for name in (ResultName.POSES_JSON, ResultName.POSES_CSV, ResultName.METRICS_JSON, ResultName.BEATS_JSON)
     }
     write_poses_json(paths[ResultName.POSES_JSON], job_id, video, poses)
     write_csv(paths[ResultName.POSES_CSV], poses)
-    with paths[ResultName.METRICS_JSON].open("w") as handle:
-        json.dump(metrics, handle, indent=1)
+    write_json(paths[ResultName.METRICS_JSON], metrics)
+    write_json(paths[ResultName.BEATS_JSON], music.to_dict(job_id))
     return paths

@@ -1,5 +1,7 @@
 """Metrics stage: per dancer, joint angles over time, wrist and ankle speeds,
-movement energy, time in view, and a summary.
+movement energy, time in view and a summary; how each dancer's accents fall on
+the music's beats (worker/pipeline/timing.py); and how together the group is
+(worker/pipeline/align.py's group synchrony).
 
 Works on any skeleton that names the joints in `shared.skeletons.ANGLE_JOINTS`
 (COCO-17 and BlazePose-33 both do). Values whose keypoints the model was not
@@ -9,24 +11,19 @@ sure of are null rather than guessed.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shared.result_schemas import METRICS_VERSION
 from shared.skeletons import ANGLE_JOINTS, SPEED_KEYPOINTS
+from worker.pipeline.align import MIN_SHARED_S, PoseSeries, group_synchrony
+from worker.pipeline.angles import MIN_SCORE, joint_angles
 from worker.pipeline.records import Detections, PoseSequence, VideoInfo
+from worker.pipeline.timing import dancer_timing
 
-MIN_SCORE = 0.3
-
-
-def joint_angles(a: np.ndarray, vertex: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Angle at `vertex` between the segments to `a` and `b`, degrees 0..180, for (T, 2) arrays; NaN if degenerate."""
-    u, v = a - vertex, b - vertex
-    norm = np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos = np.clip(np.sum(u * v, axis=-1) / norm, -1.0, 1.0)
-    return np.degrees(np.arccos(np.where(norm > 0, cos, np.nan)))
+if TYPE_CHECKING:
+    from worker.pipeline.beats import Beats
 
 
 def _stats(values: list[float | None]) -> dict[str, float | None]:
@@ -96,14 +93,45 @@ def dancer_metrics(times: np.ndarray, track: Detections, names: tuple[str, ...])
     }
 
 
-def compute_metrics(job_id: str, video: VideoInfo, poses: PoseSequence) -> dict[str, Any]:
+def music_summary(music: Beats | None) -> dict[str, Any]:
+    """metrics.json's `music`: the tempo and why there are no beats, if there are none (beats.json has the times)."""
+    if music is None:
+        return {"tempo_bpm": None, "beat_count": 0, "skipped": "the beats were not looked for"}
+    tempo = None if music.tempo_bpm is None else round(float(music.tempo_bpm), 2)
+    return {"tempo_bpm": tempo, "beat_count": len(music.times), "skipped": music.skipped}
+
+
+def synchrony(poses: PoseSequence, min_seconds: float = MIN_SHARED_S) -> dict[str, Any]:
+    """metrics.json's `synchrony`: each dancer against the group, and when the group is least together.
+
+    Only dancers in view for `min_seconds` or more take part: a passer-by seen for a moment
+    is not part of the group and would only blur its median."""
+    fps = len(poses.times) / max(float(poses.times[-1] - poses.times[0]), 1e-9) if len(poses.times) > 1 else 0.0
     dancers = [
-        {"track_id": track_id, **dancer_metrics(poses.times[track.frames], track, poses.skeleton.keypoints)}
+        PoseSeries.from_sequence(poses, track_id)
         for track_id, track in poses.tracks()
+        if fps and len(track) / fps >= min_seconds
     ]
+    if len(dancers) < 2:
+        reason = "only one dancer" if len(dancers) == 1 else "no dancer"
+        return {"skipped": f"{reason} in view for {min_seconds:g} s or more", "dancers": [], "least_together": [],
+                "series": None}  # fmt: skip
+    return {"skipped": None, **group_synchrony(dancers).to_dict()}
+
+
+def compute_metrics(job_id: str, video: VideoInfo, poses: PoseSequence, music: Beats | None = None) -> dict[str, Any]:
+    dancers = []
+    for track_id, track in poses.tracks():
+        times = poses.times[track.frames]
+        on_beat = dancer_timing(times, track, music) if music is not None and music.found else None
+        dancers.append(
+            {"track_id": track_id, **dancer_metrics(times, track, poses.skeleton.keypoints), "on_beat": on_beat}
+        )
     return {
         "schema_version": METRICS_VERSION,
         "job_id": job_id,
         "video": {"duration": round(video.duration, 6), "fps": round(video.fps, 6), "frame_count": video.frame_count},
+        "music": music_summary(music),
+        "synchrony": synchrony(poses),
         "dancers": dancers,
     }

@@ -19,7 +19,7 @@ from shared.storage import Storage
 
 def upload_results(storage: Storage, job_id: str, files: dict[ResultName, Path]) -> list[str]:
     # The video is the largest and the one most likely to fail: send it first.
-    order = sorted(files, key=lambda name: name is not ResultName.ANNOTATED_VIDEO)
+    order = sorted(files, key=lambda name: not name.content_type.startswith("video/"))
     for name in order:
         storage.upload_file(files[name], result_key(job_id, name), name.content_type)
     return [name.value for name in order]
