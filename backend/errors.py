@@ -117,6 +117,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's "There was an error parsing the body" (a JSON body that is not UTF-8, say):
+            # a malformed request like any other, in the status every route documents.
+            details = {"reason": str(exc.detail)}
+            message = "The request body could not be read."
+            return JSONResponse(envelope(ErrorCode.VALIDATION_ERROR, message, details), status_code=422)
         code = _HTTP_CODES.get(exc.status_code, ErrorCode.INTERNAL_ERROR)
         message = "No such endpoint." if exc.status_code == 404 else str(exc.detail)
         headers = dict(exc.headers or {})

@@ -35,14 +35,20 @@ pytestmark = pytest.mark.service
 EXAMPLES = 200
 
 # What a schema cannot say: `POST /analyze` takes any bytes as `file` by its schema, but refuses
-# what is not a video container (415) or is empty (422). Those refusals are the API's job.
+# what is not a video container (415) or is empty (422). A job id that fits the pattern (the
+# reference of an upload, the inputs of `POST /compare`) may still name no job of the caller (404)
+# or one that has not succeeded (409). Those refusals are the API's job.
 CONFIG = schemathesis.Config.from_dict(
     {
         "operations": [
             {
                 "include-path": "/analyze",
-                "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", 413, 415, 422, 429]}},
-            }
+                "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", 404, 409, 413, 415, 422, 429]}},
+            },
+            {
+                "include-path": "/compare",
+                "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", 404, 409, 422, 429]}},
+            },
         ]
     }
 )
