@@ -223,6 +223,35 @@ def test_audio_running_on_past_the_video_is_decoded_only_10_s_past_its_end(tmp_p
     assert result.found and result.times[-1] < 20.0
 
 
+def test_long_audio_is_tracked_in_overlapping_windows_joined_without_seams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, audio_120: np.ndarray, found_120: Beats
+) -> None:
+    # Windows of 10 s overlapping by 6 s stand in for 120 s by 20 s: four windows over 20 s of clicks.
+    monkeypatch.setattr(beats, "TRACK_WINDOW_S", 10.0)
+    monkeypatch.setattr(beats, "TRACK_OVERLAP_S", 6.0)
+    path = tmp_path / "clicks_120.mp4"
+    write_music_video(path, audio_120, seconds=SECONDS)
+    windowed = find_beats(path)
+    assert_beats_match(windowed, CLICKS_120, 120.0)
+    assert np.diff(windowed.times).min() > 0.4  # no beat doubled where windows meet
+    assert np.diff(windowed.times).max() < 0.6  # and none dropped
+    # The windows start on the tracker's frame grid, so their beats are the whole run's beats.
+    same = np.abs(nearest_offsets(windowed.times, found_120.times)) <= 0.001
+    assert same.mean() >= 0.95
+
+
+def test_confidence_is_measured_window_by_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Long audio is rated in windows with a fresh tracker each: one Essentia instance fed a second
+    # window raised instead of rating it.
+    monkeypatch.setattr(beats, "CONFIDENCE_WINDOW_S", 8.0)
+    # 48 kHz clicks read as 44.1 kHz: 9 % slower, still a steady beat, over 3 windows.
+    samples = click_audio(np.arange(0.37, SECONDS - 0.2, 0.5), SECONDS, seed=5)
+    standard = beats._essentia()
+    assert standard is not None
+    steady = beats._confidence(standard, samples)
+    assert steady is not None and steady >= 3.5
+
+
 def test_a_video_without_audio_is_skipped_with_a_reason(tmp_path: Path) -> None:
     path = tmp_path / "mute.mp4"
     write_music_video(path, None, seconds=2.0)
@@ -243,13 +272,13 @@ def test_three_seconds_of_audio_are_skipped(tmp_path: Path) -> None:
     path = tmp_path / "short.mp4"
     clicks = np.arange(0.2, 3.0, 0.5)
     write_music_video(path, click_audio(clicks, 3.0), seconds=3.0)
-    assert find_beats(path).skipped == "the audio is shorter than 6 s"
+    assert find_beats(path).skipped == "the audio is shorter than 10 s"
 
 
 def test_noise_without_a_beat_is_skipped_not_given_a_made_up_grid(tmp_path: Path) -> None:
     path = tmp_path / "noise.mp4"
-    noise = np.random.default_rng(4).normal(0.0, 0.05, round(12 * RATE)).astype(np.float32)
-    write_music_video(path, noise, seconds=12.0)
+    noise = np.random.default_rng(4).normal(0.0, 0.05, round(20 * RATE)).astype(np.float32)
+    write_music_video(path, noise, seconds=20.0)
     result = find_beats(path)
     assert result.skipped is not None and result.skipped.startswith("no steady beat was found in the audio")
     assert result.confidence is not None and result.confidence < beats.MIN_CONFIDENCE
@@ -261,7 +290,7 @@ def test_without_essentia_beats_are_skipped_as_not_available(
 ) -> None:
     monkeypatch.setattr(beats, "_essentia", lambda: None)
     path = tmp_path / "clicks.mp4"
-    write_music_video(path, audio_120[: 7 * RATE], seconds=7.0)
+    write_music_video(path, audio_120[: 11 * RATE], seconds=11.0)
     assert find_beats(path).skipped == "beat tracking is not available on this platform"
     mute = tmp_path / "mute.mp4"
     write_music_video(mute, None, seconds=1.0)

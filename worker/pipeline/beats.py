@@ -12,8 +12,8 @@ absolute presentation time T lies at T - (first video pts) on that timeline.
 A video without usable audio is not an error: `find_beats` returns `Beats` with
 `skipped` saying why (no audio track, undecodable, too short, silent, Essentia
 not installed on this platform, no steady beat). Memory: the mono float32
-audio (10.6 MB per minute) and Essentia's working buffers of at most one
-`CONFIDENCE_WINDOW_S` window; nothing is decoded twice.
+audio (10.6 MB per minute) and Essentia's copy of one window of it at a time
+(`TRACK_WINDOW_S`, `CONFIDENCE_WINDOW_S`); nothing is decoded twice.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -34,9 +35,11 @@ BEATS_VERSION = "1.0"  # beats.json's schema version (shared/schemas/beats.schem
 
 SAMPLE_RATE = 44100  # RhythmExtractor2013 "requires the sample rate of the input signal to be 44100 Hz"
 MIN_TEMPO, MAX_TEMPO = 40, 208  # BPM range searched (Essentia's defaults; dance music sits well inside it)
-# The confidence below needs 6 s: BeatTrackerMultiFeature returns 0 for clicks of 5.5 s, and padding
-# with silence makes plain noise look confident (3.0-3.5). So shorter audio is skipped.
-MIN_AUDIO_S = 6.0
+# Shorter audio is skipped: the tracker takes 3-4 s to lock on from either end (see
+# _settled_start), so on clicks of 5-8 s only 0-89 % of beats came within 30 ms (90-140 BPM),
+# and from 10 s all of them at 120 and 140 BPM. The multifeature confidence also reads 0 on
+# clicks under 6 s.
+MIN_AUDIO_S = 10.0
 # Digital silence, or a muted microphone: nothing reaches -60 dBFS. Room tone from a phone is
 # louder than this; it is caught by the confidence check instead.
 SILENCE_PEAK = 10 ** (-60 / 20)
@@ -47,12 +50,16 @@ SILENCE_PEAK = 10 ** (-60 / 20)
 BEAT_CORRECTION_S = 0.005
 # Confidence is the multifeature tracker's agreement of five beat trackers (Zapata et al. 2012),
 # 0..5.32. Essentia's guide: [0, 1) very low, [1, 1.5] low, (1.5, 3.5] good (about 80 % of
-# beats right), above 3.5 excellent. Measured here: click tracks 3.6-4.5, a tempo change 3.0;
-# noise, a tone and speech-like bursts 0.7-1.2, noise pulsing at 0.1-3 Hz up to 2.0. Under
-# "good" the beats are not worth timing dancers against: skipped as no steady beat.
+# beats right), above 3.5 excellent. Under "good" the beats are not worth timing dancers
+# against: skipped as no steady beat. Measured here (bench/bench_beats.py, docs/beats.md):
+# clicks and drum patterns 3.3-4.6 at every length from 8 s; white noise 0.0-0.3 over 40-60 s,
+# 0.5-0.9 over 20 s but 1.8-2.7 over 8-10 s; random percussive bursts 1.1-2.3 from 20 s. So
+# the check reliably catches non-music only from about 20 s of audio; the value is reported.
 MIN_CONFIDENCE = 1.5
 MAX_AUDIO_S = 2 * 3600.0  # never decode more (the probe limits videos to 30 min by default)
 AUDIO_PAST_VIDEO_S = 10.0  # audio this far past the last video frame is not decoded
+TRACK_WINDOW_S = 120.0  # the tracker runs on windows this long (bounds Essentia's copy of the audio) ...
+TRACK_OVERLAP_S = 20.0  # ... overlapping by this much (see _forward)
 HEAD_S = 30.0  # how much of the start is tracked backwards as well (see _settled_start)
 SETTLE_S = 4.0  # the tracker's run-in: beats this close to where a run starts are not trusted to align runs
 CONFIDENCE_WINDOW_S = 60.0  # confidence per window of this length (bounds Essentia's memory), then averaged
@@ -226,27 +233,79 @@ def read_audio(path: Path) -> _Audio | str:
     return _Audio(samples=samples, start=start, info=info)
 
 
-def _confidence(standard: ModuleType, samples: np.ndarray) -> float:
-    """The multifeature tracker's confidence, averaged over windows of CONFIDENCE_WINDOW_S weighted by length.
+def _confidence(standard: ModuleType, samples: np.ndarray) -> float | None:
+    """The multifeature tracker's confidence, averaged over windows of CONFIDENCE_WINDOW_S weighted by length;
+    None when it fails on every window.
 
     Windows keep its memory bounded (it holds about twice the audio it is given); a short last
-    window is merged into the one before it."""
+    window is merged into the one before it. A fresh tracker per window: one Essentia instance
+    given a second, different signal raised "TempoTapMaxAgreement: tick values must be in
+    ascending order" (essentia 2.1b6.dev1389)."""
     window = int(CONFIDENCE_WINDOW_S * SAMPLE_RATE)
     starts = list(range(0, max(len(samples) - window // 2, 1), window))
-    tracker = standard.BeatTrackerMultiFeature(minTempo=MIN_TEMPO, maxTempo=MAX_TEMPO)
     total, weight = 0.0, 0
     for i, begin in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else len(samples)
-        _, confidence = tracker(samples[begin:end])
+        tracker = standard.BeatTrackerMultiFeature(minTempo=MIN_TEMPO, maxTempo=MAX_TEMPO)
+        try:
+            _, confidence = tracker(samples[begin:end])
+        except RuntimeError as exc:
+            log.warning("beat confidence of %.0f-%.0f s not measured: %s", begin / SAMPLE_RATE, end / SAMPLE_RATE, exc)
+            continue
         total += float(confidence) * (end - begin)
         weight += end - begin
-    return total / weight
+    return total / weight if weight else None
 
 
 def _degara(standard: ModuleType, samples: np.ndarray) -> tuple[np.ndarray, float]:
     extractor = standard.RhythmExtractor2013(method="degara", minTempo=MIN_TEMPO, maxTempo=MAX_TEMPO)
     bpm, ticks, _, _, _ = extractor(np.ascontiguousarray(samples, dtype=np.float32))
     return np.asarray(ticks, dtype=np.float64), float(bpm)
+
+
+def _forward(standard: ModuleType, samples: np.ndarray) -> tuple[np.ndarray, float]:
+    """(ticks, bpm) of the degara tracker over the whole audio, in windows of TRACK_WINDOW_S.
+
+    Essentia copies its input, so tracking the whole audio at once would hold it twice; windows
+    bound that copy. Consecutive windows overlap by TRACK_OVERLAP_S and are joined at a beat both
+    found near the middle of the overlap, where the later window has settled (its run-in is at its
+    start) and the earlier one has not reached its end."""
+    # In whole blocks of the tracker's frame hop (1024 samples, its detection function upsampled x2),
+    # so every window's beats fall on the same 11.6 ms grid as one run over the whole audio would give.
+    block = 1024
+    window = round(TRACK_WINDOW_S * SAMPLE_RATE / block) * block
+    overlap = round(TRACK_OVERLAP_S * SAMPLE_RATE / block) * block
+    if len(samples) <= window + overlap:
+        return _degara(standard, samples)
+    ticks, bpm = _degara(standard, samples[:window])
+    start = window - overlap
+    while True:
+        end = min(start + window, len(samples))
+        if len(samples) - end < overlap:  # the last window takes the rest
+            end = len(samples)
+        part, _ = _degara(standard, samples[start:end])
+        ticks = _join(ticks, part + start / SAMPLE_RATE, start / SAMPLE_RATE, (start + overlap) / SAMPLE_RATE)
+        if end == len(samples):
+            return ticks, bpm
+        start = end - overlap
+
+
+def _join(earlier: np.ndarray, later: np.ndarray, start: float, end: float) -> np.ndarray:
+    """Beats of two overlapping windows (overlap from `start` to `end` seconds) as one ascending series."""
+    middle = (start + end) / 2
+    if len(earlier) and len(later):
+        candidates = earlier[(earlier >= start) & (earlier <= end)]
+        if len(candidates):
+            partners = later[np.abs(later[:, None] - candidates[None, :]).argmin(axis=0)]
+            agree = np.abs(partners - candidates) < 0.025
+            if agree.any():
+                i = int(np.argmin(np.where(agree, np.abs(candidates - middle), np.inf)))
+                return np.concatenate([earlier[earlier <= candidates[i]], later[later > partners[i]]])
+    # No beat both found: cut in the middle, dropping a later beat that would double the last earlier one.
+    head, tail = earlier[earlier < middle], later[later >= middle]
+    if len(head) > 1 and len(tail) and tail[0] - head[-1] < 0.5 * float(np.median(np.diff(head))):
+        tail = tail[1:]
+    return np.concatenate([head, tail])
 
 
 def _settled_start(standard: ModuleType, samples: np.ndarray, ticks: np.ndarray) -> np.ndarray:
@@ -288,14 +347,15 @@ def _settled_start(standard: ModuleType, samples: np.ndarray, ticks: np.ndarray)
     return np.concatenate([before, ticks[settled[0] :]])
 
 
-def track_beats(samples: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """(beat times in seconds from the first sample, tempo in BPM, confidence) of mono float32 44.1 kHz audio.
+def track_beats(samples: np.ndarray) -> tuple[np.ndarray, float, float | None]:
+    """(beat times in seconds from the first sample, tempo in BPM, confidence or None if it could not be
+    measured) of mono float32 44.1 kHz audio.
 
     Raises RuntimeError where Essentia is not installed, and whatever Essentia raises."""
     standard = _essentia()
     if standard is None:
         raise RuntimeError("beat tracking is not available on this platform")
-    ticks, bpm = _degara(standard, samples)
+    ticks, bpm = _forward(standard, samples)
     ticks = _settled_start(standard, samples, ticks)
     if len(ticks) >= 2:
         # From the beats themselves: RhythmExtractor2013's own figure comes from a histogram
@@ -321,15 +381,20 @@ def find_beats(path: Path) -> Beats:
     samples = audio.samples
     if samples.size < MIN_AUDIO_S * SAMPLE_RATE:
         return _skip(f"the audio is shorter than {MIN_AUDIO_S:g} s", audio=audio.info)
-    if not np.isfinite(samples).all():
-        samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
-    if float(np.max(np.abs(samples))) < SILENCE_PEAK:
+    # Without temporary copies of the whole audio (np.abs would make one): max and min, NaN-propagating.
+    peak = max(float(samples.max()), -float(samples.min()))
+    if not math.isfinite(peak):
+        np.nan_to_num(samples, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        peak = max(float(samples.max()), -float(samples.min()))
+    if peak < SILENCE_PEAK:
         return _skip("the audio is silent", audio=audio.info)
     try:
         times, bpm, confidence = track_beats(samples)
     except RuntimeError as exc:  # Essentia reports bad input as RuntimeError
         return _skip(f"beat tracking failed: {exc}", audio=audio.info)
-    if confidence < MIN_CONFIDENCE or len(times) < 2:
+    if len(times) < 2:
+        return _skip("no steady beat was found in the audio", audio=audio.info, confidence=confidence)
+    if confidence is not None and confidence < MIN_CONFIDENCE:
         return _skip(
             f"no steady beat was found in the audio (confidence {confidence:.2f} < {MIN_CONFIDENCE:g})",
             audio=audio.info,
