@@ -1314,8 +1314,11 @@ function attemptAt(t) {
   return span > 0 ? att[lo] + ((t - ref[lo]) / span) * (att[hi] - att[lo]) : att[lo];
 }
 
-/** How fast the attempt moves per second of the reference around `t` (over a second: DTW paths go in steps). */
-const attemptPace = (t) => Math.min(Math.max(attemptAt(t + 0.5) - attemptAt(t - 0.5), 0.25), 4);
+/**
+ * How fast the attempt moves per second of the reference around `t`, over half a second (an alignment
+ * goes in steps): 1 at the same pace, 0 where the attempt holds while the reference goes on.
+ */
+const attemptPace = (t) => Math.min(Math.max((attemptAt(t + 0.25) - attemptAt(t - 0.25)) / 0.5, 0), 4);
 
 async function openComparison(job) {
   const jobId = job.job_id;
@@ -1459,11 +1462,14 @@ function compareLoop() {
   if (comparison.view === 'pair' && !ref.paused && hasSource(att) && !att.seeking) {
     const target = attemptAt(t);
     const drift = target - att.currentTime;
-    if (Math.abs(drift) > 0.25) {
+    // The attempt's own pace here, a little faster or slower to close the drift.
+    const rate = (attemptPace(t) + 3 * drift) * ref.playbackRate;
+    if (Math.abs(drift) > 0.3) {
       att.currentTime = within(att, target); // too far behind or ahead to catch up by pace
+    } else if (rate < 0.2) {
+      if (!att.paused) att.pause(); // the attempt holds a pose here (or is ahead): it waits for the reference
     } else {
-      // Play at the attempt's own pace here, a little faster or slower to close the drift.
-      att.playbackRate = Math.min(Math.max((attemptPace(t) + 2 * drift) * ref.playbackRate, 0.25), 4);
+      att.playbackRate = Math.min(Math.max(rate, 0.25), 4);
       if (att.paused && !att.ended && target < (att.duration || Infinity)) att.play().catch(() => {});
     }
   }
@@ -1535,8 +1541,7 @@ function setupComparison() {
   for (const name of ['timeupdate', 'seeked', 'pause']) side.addEventListener(name, drawCursor);
   ref.addEventListener('play', () => {
     comparison.pin = null;
-    if (hasSource(att)) { att.playbackRate = attemptPace(ref.currentTime); att.play().catch(() => {}); }
-    startLoop();
+    startLoop(); // the loop starts the attempt, at its pace (or holds it)
   });
   for (const name of ['pause', 'ended']) {
     ref.addEventListener(name, () => { att.pause(); att.playbackRate = 1; followReference(); drawCursor(); });
