@@ -229,9 +229,19 @@ def test_upload_follow_and_view_results_in_a_browser(
 
     # A download link for every result file, each one answering without a key (its link carries it).
     assert sorted(link["text"] for link in report["downloads"]) == sorted(
-        ["annotated.mp4", "poses.json", "poses.csv", "metrics.json"]
+        ["annotated.mp4", "poses.json", "poses.csv", "metrics.json", "beats.json"]
     )
     assert set(report["downloadStatus"].values()) == {200}, report["downloadStatus"]
+
+    # A 4 s tone has no beats to find: the page says why as a quiet note, with no marks and no timing.
+    skipped = report["beatsJson"]["skipped"]
+    assert skipped and report["beatsJson"]["beats"] == [], report["beatsJson"]
+    music = report["music"]
+    assert music["shown"] and music["quiet"], music
+    assert music["text"] == f"No beat marks: {skipped.rstrip('.')}.", music
+    assert music["beatMarks"] == 0
+    assert len(music["onBeat"]) == len(report["dancers"])
+    assert all(text.startswith("Not measured: ") for text in music["onBeat"]), music
 
     # A reload opens the same results again with no question asked.
     reload = report["afterReload"]

@@ -3,7 +3,7 @@
 // plain-words error), an upload refused with 429, then the clip at $CLIP_PATH through the file
 // input, the job followed live to success (its first event stream is answered 401, as for a token
 // that expired, so the page must get a new link), the results viewer (video, charts, summary,
-// downloads), a screenshot at $SCREENSHOT_PATH, a reload (the key is remembered, the results open
+// downloads, the music note), a screenshot at $SCREENSHOT_PATH, a reload (the key is remembered, the results open
 // again), Change key, Delete, and last the key revoked by the test (a 401 brings the form back).
 // Without $API_KEY the API is expected to be open: no form, no key steps.
 // Prints one JSON report on stdout, which never holds the key itself (request headers are
@@ -257,11 +257,20 @@ try {
     angleRows: node.querySelectorAll('table')[0].querySelectorAll('tbody tr').length,
     speedRows: node.querySelectorAll('table')[1].querySelectorAll('tbody tr').length,
   })));
+  // The music: this clip's audio is a plain tone, too short to find beats in; the page says why, quietly.
+  report.music = await page.evaluate(() => ({
+    shown: !document.querySelector('#music').hidden,
+    text: document.querySelector('#music-text').textContent,
+    quiet: document.querySelector('#music-text').classList.contains('quiet'),
+    beatMarks: document.querySelectorAll('.beat-mark').length,
+    onBeat: [...document.querySelectorAll('.dancer .on-beat')].map((node) => node.textContent),
+  }));
   report.downloads = await page.evaluate(() => [...document.querySelectorAll('#downloads a')].map((a) => ({ text: a.textContent, href: a.href })));
   report.downloadStatus = {};
   for (const link of report.downloads) {
     const response = await page.request.get(link.href);
     report.downloadStatus[link.text] = response.status();
+    if (link.text === 'beats.json' && response.ok()) report.beatsJson = await response.json();
   }
 
   step('screenshot');
