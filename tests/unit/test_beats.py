@@ -155,7 +155,10 @@ def test_clicks_at_95_bpm(tmp_path: Path) -> None:
     clicks = np.arange(0.61, SECONDS - 0.2, 60 / 95)
     path = tmp_path / "clicks_95.mp4"
     write_music_video(path, click_audio(clicks, SECONDS, seed=2), seconds=SECONDS)
-    assert_beats_match(find_beats(path), clicks, 95.0)
+    result = find_beats(path)
+    assert_beats_match(result, clicks, 95.0)
+    # Finer than the tracker's frame (a median interval of whole 11.6 ms frames would say 95.7).
+    assert result.tempo_bpm == pytest.approx(95.0, abs=0.5)
 
 
 def test_audio_starting_half_a_second_after_the_video(tmp_path: Path, audio_120: np.ndarray, found_120: Beats) -> None:
