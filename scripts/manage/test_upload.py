@@ -173,7 +173,7 @@ def print_results(job: dict[str, Any]) -> dict[str, str]:
     print("results:")
     items = links.items() if isinstance(results, dict) else ((str(name), "") for name in results)
     for name, url in items:
-        print(f"  {name:14} {url}")
+        print(f"  {name:15} {url}")
     return links
 
 

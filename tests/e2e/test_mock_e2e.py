@@ -8,6 +8,7 @@ H.264 clip goes in; the results come back through the links the API gives.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import urllib.request
@@ -105,6 +106,40 @@ def test_manage_test_upload_shows_progress_and_links(local_stack_info: LocalStac
     assert "succeeded" in output
     for name in ("annotated.mp4", "poses.json", "poses.csv", "metrics.json"):
         assert name in done.stdout
+
+
+def test_manage_test_upload_with_a_reference_follows_the_comparison(
+    local_stack_info: LocalStack, source: Path, tmp_path: Path
+) -> None:
+    """An operator's comparison from manage.sh: the teacher's clip, then the student's with --reference."""
+    first = local_stack_info.manage("local", "test-upload", str(source), timeout=180)
+    found = re.search(r"^job ([0-9a-f]{32})$", first.stdout, re.M)
+    assert found, first.stdout
+    attempt = make_clip(tmp_path / "attempt.mp4", seconds=4, fps=25, size=(640, 360), audio=True)
+    done = local_stack_info.manage("local", "test-upload", str(attempt), "--reference", found[1], timeout=300)
+    comparison_id = re.search(r"^comparison ([0-9a-f]{32})$", done.stdout, re.M)
+    assert comparison_id, done.stdout
+
+    # Both jobs' links, the comparison's last (name → link).
+    links = dict(re.findall(r"^  (\S+\.\w+) +(https?://\S+)$", done.stdout, re.M))
+    assert {"annotated.mp4", "beats.json", "comparison.json", "comparison.mp4"} <= set(links), done.stdout
+    comparison = json.loads(fetch(links["comparison.json"], tmp_path / "comparison.json").read_text())
+    validate("comparison", comparison)
+    assert comparison["job_id"] == comparison_id[1] and comparison["reference"]["job_id"] == found[1]
+
+    summary = re.search(r"^score (\d+\.\d)%, (not mirrored|mirrored) \(mirror auto\), (.*)$", done.stdout, re.M)
+    assert summary, done.stdout
+    assert summary[1] == f"{comparison['score'] * 100:.1f}"
+    assert summary[2] == ("mirrored" if comparison["mirrored"] else "not mirrored")
+    if comparison["worst_moments"]:
+        worst = comparison["worst_moments"][0]
+        assert summary[3].startswith(f"worst moment {worst['start']:.2f}-{worst['end']:.2f} s of the reference")
+    else:
+        assert summary[3] == "no worst moment"
+
+    beats = json.loads(fetch(links["beats.json"], tmp_path / "beats.json").read_text())
+    expected = f"tempo {beats['tempo_bpm']:.0f} BPM" if beats["tempo_bpm"] else f"no beats: {beats['skipped']}"
+    assert re.search(rf"^{re.escape(expected)}", done.stdout, re.M), done.stdout
 
 
 def test_bad_uploads_get_their_codes(local_stack: str, source: Path, tmp_path: Path) -> None:
