@@ -921,7 +921,8 @@ function onBeatText(onBeat, music) {
   const offsets = onBeat.offsets_ms || [];
   const onCount = offsets.length ? offsets.filter((o) => Math.abs(o) <= tolerance).length : Math.round(onBeat.on_beat_share * onBeat.accents);
   const spread = onBeat.offset_ms?.std != null ? ` Timing varies by ±${ms(onBeat.offset_ms.std)}.` : '';
-  return `${lead}; ${pct(onBeat.on_beat_share)} of accents on the beat (within ±${Math.round(tolerance)} ms: ${onCount} of ${onBeat.accents}).${spread}`;
+  const only = onBeat.on_beat_share < 0.5 ? 'only ' : ''; // on the beat on average, yet mostly off it: say so
+  return `${lead}; ${only}${pct(onBeat.on_beat_share)} of accents on the beat (within ±${Math.round(tolerance)} ms: ${onCount} of ${onBeat.accents}).${spread}`;
 }
 
 /** "42 ms behind the group; moves 86 % like it." */
@@ -1094,7 +1095,10 @@ class TimeChart {
     for (let t = 0; t <= this.duration + 1e-9; t += step) {
       const x = Math.round(this.x(t)) + 0.5;
       ctx.beginPath(); ctx.moveTo(x, this.pad.top); ctx.lineTo(x, this.height - this.pad.bottom); ctx.stroke();
-      ctx.fillText(`${Number(t.toFixed(1))} s`, x, this.height - this.pad.bottom + 5);
+      const text = `${Number(t.toFixed(1))} s`;
+      // The last label ends at the edge rather than past it.
+      const overhang = x + ctx.measureText(text).width / 2 - (this.width - 1);
+      ctx.fillText(text, overhang > 0 ? x - overhang : x, this.height - this.pad.bottom + 5);
     }
   }
 
