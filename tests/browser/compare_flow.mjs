@@ -110,6 +110,17 @@ try {
     await page.click('#key-button');
   }
   await page.waitForFunction(() => !document.querySelector('#upload-card').hidden && !document.querySelector('#jobs-card').hidden);
+  // Every stage text each job's row showed, in order.
+  await page.evaluate(() => {
+    window.__stages = {};
+    new MutationObserver(() => {
+      for (const node of document.querySelectorAll('#jobs .job')) {
+        const seen = (window.__stages[node.dataset.jobId] ??= []);
+        const text = node.querySelector('.job-stage').textContent.replace(/ · .*/, '');
+        if (text && seen[seen.length - 1] !== text) seen.push(text);
+      }
+    }).observe(document.querySelector('#jobs'), { childList: true, subtree: true, characterData: true, attributes: true });
+  });
 
   step('upload the reference (music at a known tempo)');
   const referenceAnswer = await uploadClip(env('REFERENCE_CLIP'));
@@ -275,6 +286,8 @@ try {
   await page.click('#open-reference');
   await page.waitForFunction((id) => location.hash === `#job=${id}` && !document.querySelector('#results').hidden, referenceId);
   report.formComparison.backToReference = await page.evaluate(() => ({ compareHidden: document.querySelector('#compare').hidden, title: document.querySelector('#results-title').textContent }));
+
+  report.stages = await page.evaluate(() => window.__stages);
 
   step('delete a comparison');
   await row(comparisonId).locator('button.delete').click();

@@ -298,6 +298,14 @@ def check_job_list(report: dict[str, Any]) -> None:
         assert row["openText"] == "View comparison" and not row["compareShown"], row
     for row in (report["reference"]["row"], attempt["row"]):
         assert row["kind"] == "analysis" and row["kindTag"] is None and row["compareShown"], row
+    # The new stages in words, as the rows followed them live (an event may sum up two quick
+    # updates, so each is looked for across the two jobs of its kind).
+    stages = report["stages"]
+    analyses = [stages.get(reference_id, []), stages.get(attempt["answer"]["job_id"], [])]
+    comparisons = [stages.get(form_id, []), stages.get(started["answer"]["job_id"], [])]
+    assert any("Finding the beats" in seen for seen in analyses), stages
+    assert any("Aligning the two dancers" in seen for seen in comparisons), stages
+    assert all(seen and seen[-1] == "Finished" for seen in analyses + comparisons), stages
 
 
 def check_compare_view(comparison: dict[str, Any], reference: dict[str, Any], attempt: dict[str, Any]) -> None:
