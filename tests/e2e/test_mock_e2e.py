@@ -81,7 +81,7 @@ def test_clip_goes_in_and_results_come_out(local_stack: str, source: Path, tmp_p
     job_id = accepted.json()["job_id"]
     job = wait_for(local_stack, job_id, {"succeeded", "failed"})
     assert job["status"] == "succeeded", job["error"]
-    assert set(job["results"]) == {"annotated.mp4", "poses.json", "poses.csv", "metrics.json"}
+    assert set(job["results"]) == {"annotated.mp4", "poses.json", "poses.csv", "metrics.json", "beats.json"}
 
     annotated = fetch(job["results"]["annotated.mp4"], tmp_path / "annotated.mp4")
     out, src = ffprobe(annotated), ffprobe(source)
