@@ -225,7 +225,7 @@ def _analysis_stages(ctx: WorkerContext, record: JobRecord, reporter: JobReporte
     music = beats.find_beats(source)
 
     reporter.enter(JobStage.ANALYZING, frames_total=video.frame_count)
-    poses = ctx.analyzer.analyze(video, record.profile, reporter.frames)
+    poses = ctx.analyzer.analyze(video, record.profile, reporter.frames, music=music)
     poses = smooth.smooth_sequence(poses, video.width, video.height)
     summary = metrics.compute_metrics(job_id, video, poses, music)
 

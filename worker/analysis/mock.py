@@ -6,14 +6,21 @@ model: a swaying, bouncing torso, arms that wave and bend, legs that step
 and bend at the knee, all driven by the container's timestamps. Output has the
 same type as the real analysis, so every later stage and the result schema
 are exercised exactly as in production.
+
+When the video has music (the listening stage found beats), the dancers dance to
+it: each bounce lands on a beat, following the music's own tempo changes, one
+dancer on the beat and the others a little early or late (chosen from the video
+as the rest is). So the on-beat verdicts and the group's synchrony in mock
+results have something true to say, for the page that shows them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +28,9 @@ from shared.profiles import Profile
 from shared.skeletons import COCO17
 from worker.pipeline.decode import frame_times
 from worker.pipeline.records import Detections, PoseSequence, ProgressFn, VideoInfo
+
+if TYPE_CHECKING:
+    from worker.pipeline.beats import Beats
 
 _K = {name: i for i, name in enumerate(COCO17.keypoints)}
 
@@ -35,6 +45,11 @@ class DancerStyle:
     sway: float  # horizontal travel, fraction of frame width
     phase: float
     arm_lift: float  # degrees the arms rise at the top of a wave
+    bounce: float = 0.025  # how far the body dips on each beat, fraction of body height
+    # Dancing to music: the body rises and sinks smoothly through the middle on each beat, so the
+    # whole-body speed peaks there (the default bounce's sharp turn at the bottom is a speed peak
+    # too, but the smooth stage rounds it off into two peaks either side of the beat).
+    groove: bool = False
 
 
 def _rotate(vector: np.ndarray, degrees: float) -> np.ndarray:
@@ -55,7 +70,7 @@ def dancer_keypoints(style: DancerStyle, t: float, width: int, height: int) -> n
     hip_center = np.array(
         [
             (style.center_x + style.sway * math.sin(beat / 4)) * width,
-            0.5 * height + 0.02 * h - 0.025 * h * abs(math.sin(beat)),  # bounce on each beat
+            0.5 * height + 0.02 * h - style.bounce * h * (math.sin(beat) if style.groove else abs(math.sin(beat))),
         ]
     )
     lean = 8 * math.sin(beat / 2)
@@ -108,21 +123,67 @@ def styles_for(seed: int) -> list[DancerStyle]:
     ]
 
 
+# How far off the beat each synthetic dancer is when there is music, seconds (negative: early).
+BEAT_OFFSETS_S = (0.0, 0.06, -0.05)
+# How far the body rises and sinks when dancing to music, fraction of body height: enough that the
+# body, not the arms, makes the whole-body speed peak (with the default 0.025 the peaks wandered
+# up to +-40 ms off the beat for dancers with small arm waves).
+GROOVE_BOUNCE = 0.06
+
+
+def beat_clock(beats: np.ndarray) -> Callable[[float], float]:
+    """Beats counted along the music: 0 at the first beat, 1 at the second...; before the first and
+    after the last, straight on at the median beat period."""
+    period = float(np.median(np.diff(beats)))
+    count = np.arange(len(beats), dtype=np.float64)
+
+    def clock(t: float) -> float:
+        if t <= beats[0]:
+            return (t - float(beats[0])) / period
+        if t >= beats[-1]:
+            return len(beats) - 1 + (t - float(beats[-1])) / period
+        return float(np.interp(t, beats, count))
+
+    return clock
+
+
+def dancing_to(music: Beats | None) -> Callable[[DancerStyle, float, int], tuple[DancerStyle, float]]:
+    """(style, video time, dancer index) → the style and the time to draw it at.
+
+    Without beats, each dancer keeps their own tempo. With beats, the model grooves (see
+    `DancerStyle.groove`: the speed peaks where the kinematic `beat` phase crosses a multiple of pi,
+    twice per cycle at 1 Hz) on the beat clock: half a model second per beat, shifted by the
+    dancer's BEAT_OFFSETS_S."""
+    if music is None or len(music.times) < 2:
+        return lambda style, t, index: (style, t)
+    clock = beat_clock(np.asarray(music.times, np.float64))
+
+    def place(style: DancerStyle, t: float, index: int) -> tuple[DancerStyle, float]:
+        offset = BEAT_OFFSETS_S[index % len(BEAT_OFFSETS_S)]
+        return replace(style, tempo_hz=1.0, phase=0.0, bounce=GROOVE_BOUNCE, groove=True), clock(t - offset) / 2
+
+    return place
+
+
 class MockAnalyzer:
     """Synthetic dancers, deterministic for a given video."""
 
-    def analyze(self, video: VideoInfo, profile: Profile, progress: ProgressFn) -> PoseSequence:
+    def analyze(
+        self, video: VideoInfo, profile: Profile, progress: ProgressFn, *, music: Beats | None = None
+    ) -> PoseSequence:
         times = frame_times(video.path)
         seed = int(
             hashlib.sha256(f"{video.size_bytes}:{video.frame_count}:{video.duration}".encode()).hexdigest()[:8], 16
         )
         styles = styles_for(seed)
         rng = np.random.default_rng(seed + 1)
+        place = dancing_to(music)
         frames: list[Detections] = []
         for index, t in enumerate(times):
             keypoints, boxes, scores = [], [], []
-            for style in styles:
-                xy = dancer_keypoints(style, t, video.width, video.height)
+            for number, style in enumerate(styles):
+                drawn, moment = place(style, t, number)
+                xy = dancer_keypoints(drawn, moment, video.width, video.height)
                 xy += rng.normal(0, 0.002 * video.height, xy.shape)  # a model's small jitter
                 xy[:, 0] = xy[:, 0].clip(0, video.width - 1)
                 xy[:, 1] = xy[:, 1].clip(0, video.height - 1)

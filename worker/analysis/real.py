@@ -23,7 +23,7 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.profiles import Profile
 from shared.settings import Settings
@@ -34,6 +34,9 @@ from worker.pipeline.find import FindPeople
 from worker.pipeline.plan import SearchConfig
 from worker.pipeline.pose import BlazePose, BlazePoseLandmarks, PoseEstimator, YoloKeypoints
 from worker.pipeline.records import Detections, PoseSequence, ProgressFn, VideoInfo
+
+if TYPE_CHECKING:
+    from worker.pipeline.beats import Beats
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +113,9 @@ class RealAnalyzer:
         """A new pose stage for one video (BlazePose remembers each track's region)."""
         return BlazePose(self.landmarks) if profile is Profile.ACCURATE else YoloKeypoints()
 
-    def analyze(self, video: VideoInfo, profile: Profile, progress: ProgressFn) -> PoseSequence:
+    def analyze(
+        self, video: VideoInfo, profile: Profile, progress: ProgressFn, *, music: Beats | None = None
+    ) -> PoseSequence:
         find = FindPeople(self.detector, video.width, video.height, video.fps, self.search_config())
         pose = self.pose_estimator(profile)
         frames: list[Detections] = []
