@@ -1,13 +1,15 @@
 """Listening stage: the tempo and the beat times of a video's audio, on the video's timeline.
 
 The audio is decoded and resampled with PyAV to mono float32 at 44.1 kHz (the
-only rate Essentia's rhythm algorithms are tuned for) and handed whole to
-Essentia's `RhythmExtractor2013` with the `degara` beat tracker (docs/beats.md
-says why this library and this method). Beat times are then moved onto the
-video's timeline: the pose stages count time from the first video packet
-(`decode.frame_times`), while the audio may start earlier or later (AAC
-priming, an edit list, a recorder that starts the microphone late). A sample at
-absolute presentation time T lies at T - (first video pts) on that timeline.
+only rate Essentia's rhythm algorithms are tuned for) and tracked with
+Essentia's `RhythmExtractor2013`, `degara` method (docs/beats.md says why this
+library and this method), in overlapping windows, with the first seconds
+tracked backwards as well to get past the tracker's run-in. Beat times are then
+moved onto the video's timeline: the pose stages count time from the first
+video packet (`decode.frame_times`), while the audio may start earlier or later
+(AAC priming, an edit list, a recorder that starts the microphone late). A
+sample at absolute presentation time T lies at T - (first video pts) on that
+timeline.
 
 A video without usable audio is not an error: `find_beats` returns `Beats` with
 `skipped` saying why (no audio track, undecodable, too short, silent, Essentia
@@ -44,7 +46,7 @@ MIN_AUDIO_S = 10.0
 # louder than this; it is caught by the confidence check instead.
 SILENCE_PEAK = 10 ** (-60 / 20)
 # The degara tracker marks beats before the attack: by 6-17 ms for 1 kHz clicks, 2-11 ms for
-# snare-like noise bursts, and 0-4 ms after it for kick-like low thumps (30 signals at 80-160 BPM,
+# snare-like noise bursts, and within +-4 ms of it for kick-like low thumps (30 signals at 80-160 BPM,
 # with and without noise; docs/beats.md, bench/bench_beats.py --accuracy). The median over all
 # of them, 5 ms early, is added back to every beat; what is left depends on the sound (+-8 ms).
 BEAT_CORRECTION_S = 0.005
@@ -53,7 +55,7 @@ BEAT_CORRECTION_S = 0.005
 # beats right), above 3.5 excellent. Under "good" the beats are not worth timing dancers
 # against: skipped as no steady beat. Measured here (bench/bench_beats.py, docs/beats.md):
 # clicks and drum patterns 3.3-4.6 at every length from 8 s; white noise 0.0-0.3 over 40-60 s,
-# 0.5-0.9 over 20 s but 1.8-2.7 over 8-10 s; random percussive bursts 1.1-2.3 from 20 s. So
+# 0.5-0.9 over 20 s but 1.8-2.7 over 8-10 s; random percussive bursts 0.7-2.3 from 20 s. So
 # the check reliably catches non-music only from about 20 s of audio; the value is reported.
 MIN_CONFIDENCE = 1.5
 MAX_AUDIO_S = 2 * 3600.0  # never decode more (the probe limits videos to 30 min by default)
@@ -311,7 +313,7 @@ def _join(earlier: np.ndarray, later: np.ndarray, start: float, end: float) -> n
 def _settled_start(standard: ModuleType, samples: np.ndarray, ticks: np.ndarray) -> np.ndarray:
     """`ticks` with the tracker's first, unsettled beats replaced by ones it finds once settled.
 
-    The degara tracker needs a few seconds to lock on: on clicks its first 2-4 beats came up to 480 ms
+    The degara tracker needs a few seconds to lock on: on clicks its first 2-4 beats came up to 0.6 s
     off the clicks before it converged (its tempo analysis works on 6 s windows). Tracking the
     time-reversed head of the audio puts that run-in at the far end, so the reversed run is settled
     at the start. Reversed attacks become releases, which the tracker marks 7-25 ms later than the
@@ -396,6 +398,9 @@ def find_beats(path: Path) -> Beats:
         times, bpm, confidence = track_beats(samples)
     except RuntimeError as exc:  # Essentia reports bad input as RuntimeError
         return _skip(f"beat tracking failed: {exc}", audio=audio.info)
+    except Exception as exc:  # beats are an extra: a fault here must not fail the dance analysis
+        log.exception("beat tracking failed on %s", path)
+        return _skip(f"beat tracking failed: {type(exc).__name__}", audio=audio.info)
     if len(times) < 2:
         return _skip("no steady beat was found in the audio", audio=audio.info, confidence=confidence)
     if confidence is not None and confidence < MIN_CONFIDENCE:
