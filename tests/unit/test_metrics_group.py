@@ -19,12 +19,20 @@ FPS = 30.0
 STYLE = DancerStyle(center_x=0.3, height=0.5, tempo_hz=1.0, sway=0.04, phase=0.4, arm_lift=100.0)
 
 
-def sequence(times: np.ndarray, dancers: dict[int, tuple[float, float, slice]]) -> PoseSequence:
-    """Dancers by track id: (their x centre, how late they are in seconds, the frames they are in view)."""
+def sequence(
+    times: np.ndarray, dancers: dict[int, tuple[float, float, slice]], tempo: dict[int, float] | None = None
+) -> PoseSequence:
+    """Dancers by track id: (their x centre, how late they are in seconds, the frames they are in view);
+    `tempo` gives some of them their own (Hz)."""
+    tempo = tempo or {}
+
+    def style(track_id: int, x: float) -> DancerStyle:
+        return DancerStyle(**{**STYLE.__dict__, "center_x": x, "tempo_hz": tempo.get(track_id, STYLE.tempo_hz)})
+
     frames = []
     for index, t in enumerate(times):
         rows = [
-            (track_id, dancer_keypoints(DancerStyle(**{**STYLE.__dict__, "center_x": x}), t - late, *SIZE))
+            (track_id, dancer_keypoints(style(track_id, x), t - late, *SIZE))
             for track_id, (x, late, seen) in dancers.items()
             if index in range(len(times))[seen]
         ]
@@ -71,6 +79,18 @@ def test_the_dancer_behind_the_group_is_named_with_their_lag() -> None:
     # No beats were looked for: said so, and nobody has an on_beat verdict.
     assert doc["music"] == {"tempo_bpm": None, "beat_count": 0, "skipped": "the beats were not looked for"}
     assert all(d["on_beat"] is None for d in doc["dancers"])
+
+
+def test_a_dancer_doing_other_moves_gets_no_lag() -> None:
+    """A lag is only meaningful between dancers doing the same thing: the best of the tried lags between
+    unrelated motions is noise, so it is null, with the low similarity that says why."""
+    times = np.arange(0, 12, 1 / FPS)
+    everyone = {track_id: (x, 0.0, slice(None)) for track_id, x in ((1, 0.2), (2, 0.4), (3, 0.6), (4, 0.8))}
+    doc = compute_metrics("job", video(times), sequence(times, everyone, tempo={4: 1.37}), None)
+    validate("metrics", doc)
+    by_track = {d["track_id"]: d for d in doc["synchrony"]["dancers"]}
+    assert by_track[4]["lag_ms"] is None and by_track[4]["similarity"] < 0.3, by_track[4]
+    assert all(by_track[t]["lag_ms"] is not None and by_track[t]["similarity"] > 0.9 for t in (1, 2, 3)), by_track
 
 
 def test_one_dancer_has_no_group_to_be_in_time_with() -> None:

@@ -40,6 +40,9 @@ MAX_GAP_S = 0.25  # resampling bridges holes up to this long; longer ones stay u
 MAX_LAG_S = 1.0  # the lag window of the cross-correlation
 MIN_OVERLAP = 0.5  # a lag is only considered if the series still overlap on this share of the shorter one
 MIN_SHARED_S = 2.0  # ...and both dancers are seen together for this long: a few frames would correlate by chance
+# A dancer whose motion correlates less than this with the group's is doing something else: the best of
+# the lags tried is then noise (mock dancers at unrelated tempos gave 0.15 and "791 ms behind"), so no lag.
+MIN_LAG_SIMILARITY = 0.3
 WINDOW_S = 1.0  # the length of a reported moment
 # A keypoint this far from its counterpart (in torso lengths) scores exp(-1) = 0.37; at a third of it, 0.9.
 SIMILARITY_SCALE = 0.3
@@ -336,7 +339,8 @@ def worst_windows(badness: np.ndarray, width: int, count: int) -> list[tuple[int
 @dataclass(frozen=True)
 class DancerSync:
     track_id: int | None
-    lag_s: float  # positive: behind the group (late); negative: ahead; NaN if never seen long enough with others
+    lag_s: float  # positive: behind the group (late); negative: ahead; NaN if never seen long enough with the
+    # others, or moving too unlike them (similarity under MIN_LAG_SIMILARITY) for a lag to mean anything
     similarity: float  # 0..1, how alike this dancer's joint-angle motion is to the group's at that lag; or NaN
 
     def to_dict(self) -> dict[str, Any]:
@@ -409,7 +413,8 @@ def group_synchrony(
             lag = feature_lag(others, features[n], rate_hz, max_lag_s)
         except NotEnoughPose:  # a passer-by in view for a moment: no verdict, but the others still get theirs
             lag = Lag(math.nan, math.nan)
-        results.append(DancerSync(series.track_id, lag.seconds, lag.similarity))
+        seconds = lag.seconds if lag.similarity >= MIN_LAG_SIMILARITY else math.nan
+        results.append(DancerSync(series.track_id, seconds, lag.similarity))
 
     # Together-ness as a viewer sees it: the same instant, no lag removed.
     median = _nanmedian(features, axis=0)
