@@ -15,7 +15,9 @@ keeps the per-status index that `GET /jobs?status=` pages through.
 from __future__ import annotations
 
 import json
+import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -97,6 +99,19 @@ AUDITED = {
 
 def now() -> float:
     return time.time()
+
+
+# A job id: 32 lowercase hex digits (a uuid4). Also the RQ job id, and part of every storage key of the job.
+JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_job_id(text: str) -> bool:
+    return _JOB_ID.match(text) is not None
 
 
 class Mirror(str, Enum):

@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
-import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from rq import Queue
 from starlette.concurrency import run_in_threadpool
 
 from backend.auth import Caller, CallerDep
 from backend.deps import LimitsDep, QueueDep, SettingsDep, StorageDep, StoreDep
 from backend.errors import error_responses
 from backend.limits import renewing
-from backend.routes.compare import JOB_ID_PATTERN, comparable, comparison_record, create_and_enqueue
+from backend.routes.compare import comparable, comparison_record, create_and_enqueue
 from backend.upload import StreamingUpload
 from backend.views import JobAccepted, api_base
 from shared.errors import ErrorCode, ServiceError
-from shared.jobs import Comparison, JobRecord, JobStore, Mirror
+from shared.jobs import JOB_ID_PATTERN, Comparison, JobRecord, JobStore, Mirror, is_job_id, new_job_id
 from shared.keys import upload_key
 from shared.metrics import Metrics
 from shared.profiles import Profile
@@ -109,7 +106,7 @@ async def analyze(
         ) from exc
 
     await run_in_threadpool(limits.check_queue, caller)
-    job_id = uuid.uuid4().hex
+    job_id = new_job_id()
     upload = StreamingUpload(storage, settings.max_upload_bytes, lambda ext: upload_key(job_id, ext))
     async with limits.upload_slot(caller) as claim:
         result = await upload.consume(request.headers.get("content-type", ""), renewing(request.stream(), claim))
@@ -140,7 +137,7 @@ async def analyze(
         follower = await run_in_threadpool(_follower, store, settings, caller, record, result.fields)
         if follower is not None:
             record.comparison_job_id = follower.job_id
-        await run_in_threadpool(_record_and_enqueue, store, queue, settings, record, follower, caller.label)
+        await run_in_threadpool(create_and_enqueue, store, queue, settings, record, caller.label, follower)
     except BaseException:
         # No object without a job.
         with contextlib.suppress(ServiceError):
@@ -166,7 +163,7 @@ def _follower(
     reference_id = fields.get("reference_job_id", "").strip()
     if not reference_id:
         return None
-    if not re.fullmatch(JOB_ID_PATTERN[1:-1], reference_id):
+    if not is_job_id(reference_id):
         raise ServiceError(
             ErrorCode.VALIDATION_ERROR,
             "reference_job_id must be the id of one of your analysis jobs (32 hex digits).",
@@ -182,24 +179,3 @@ def _follower(
     reference = comparable(store, caller, reference_id, "reference")
     comparison = Comparison(reference_job_id=reference_id, attempt_job_id=record.job_id, mirror=Mirror(asked))
     return comparison_record(settings, caller, comparison, reference, record.filename)
-
-
-def _record_and_enqueue(
-    store: JobStore, queue: Queue, settings: Settings, record: JobRecord, follower: JobRecord | None, actor: str
-) -> None:
-    """The analysis recorded and queued, and the comparison that follows it (if any) recorded first:
-    the worker queues it when the analysis ends. Nothing stays recorded when a step fails."""
-    try:
-        if follower is not None:
-            store.create(follower, actor=actor)
-    except Exception as exc:
-        raise ServiceError(
-            ErrorCode.QUEUE_UNAVAILABLE, "The job queue (Redis) is unavailable.", {"reason": str(exc)}
-        ) from exc
-    try:
-        create_and_enqueue(store, queue, settings, record, actor)
-    except BaseException:
-        if follower is not None:
-            with contextlib.suppress(Exception):
-                store.delete(follower.job_id, actor=actor)
-        raise

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -24,14 +23,12 @@ from backend.deps import LimitsDep, QueueDep, SettingsDep, StoreDep
 from backend.errors import error_responses
 from backend.views import JobAccepted, api_base
 from shared.errors import ErrorCode, ServiceError
-from shared.jobs import Comparison, JobKind, JobRecord, JobStatus, JobStore, Mirror
+from shared.jobs import JOB_ID_PATTERN, Comparison, JobKind, JobRecord, JobStatus, JobStore, Mirror, new_job_id
 from shared.queue import enqueue_job
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["comparison"])
-
-JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 
 
 class CompareRequest(BaseModel):
@@ -84,7 +81,7 @@ def comparison_record(
     settings: Settings, caller: Caller, comparison: Comparison, reference: JobRecord, attempt_filename: str
 ) -> JobRecord:
     return JobRecord(
-        job_id=uuid.uuid4().hex,
+        job_id=new_job_id(),
         kind=JobKind.COMPARISON,
         comparison=comparison.to_dict(),
         mode=settings.mode,
@@ -94,20 +91,35 @@ def comparison_record(
     )
 
 
-def create_and_enqueue(store: JobStore, queue: Queue, settings: Settings, record: JobRecord, actor: str) -> None:
-    """Record the job, then enqueue it; a job that could not be queued is not left recorded."""
+def create_and_enqueue(
+    store: JobStore, queue: Queue, settings: Settings, record: JobRecord, actor: str, follower: JobRecord | None = None
+) -> None:
+    """Record the job, then enqueue it; a job that could not be queued is not left recorded.
+
+    `follower` (a comparison that waits for this analysis) is recorded first and not enqueued:
+    the worker queues it when the analysis ends. It goes too when a later step fails."""
+    created: list[str] = []
     try:
-        store.create(record, actor=actor)
+        for job in (follower, record):
+            if job is not None:
+                store.create(job, actor=actor)
+                created.append(job.job_id)
     except Exception as exc:
+        _forget(store, created, actor)
         raise ServiceError(
             ErrorCode.QUEUE_UNAVAILABLE, "The job queue (Redis) is unavailable.", {"reason": str(exc)}
         ) from exc
     try:
         enqueue_job(queue, settings, record.job_id, record.kind.value)
     except Exception as exc:
-        with contextlib.suppress(Exception):
-            store.delete(record.job_id, actor=actor)
+        _forget(store, created, actor)
         raise ServiceError(ErrorCode.QUEUE_UNAVAILABLE, "The job could not be queued.", {"reason": str(exc)}) from exc
+
+
+def _forget(store: JobStore, job_ids: list[str], actor: str) -> None:
+    for job_id in job_ids:
+        with contextlib.suppress(Exception):
+            store.delete(job_id, actor=actor)
 
 
 def _create(store: JobStore, queue: Queue, settings: Settings, caller: Caller, body: CompareRequest) -> JobRecord:

@@ -15,7 +15,7 @@ from backend.deps import ReaderDep, ReconcilerDep, StorageDep, StoreDep
 from backend.errors import envelope, error_responses
 from backend.views import JobPage, JobView, ViewerDep
 from shared.errors import ErrorCode, ServiceError
-from shared.jobs import AsyncJobReader, JobRecord, JobStatus
+from shared.jobs import AsyncJobReader, JobRecord, JobStatus, is_job_id
 from shared.keys import ResultName, result_key
 from shared.queue import mark_rq_canceled
 from shared.reconcile import Reconciler
@@ -23,7 +23,6 @@ from shared.storage import Storage
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 # Far beyond any real number of jobs, and far inside Redis's 64-bit range arguments
 # (a larger offset made ZRANGE fail with a 500).
 MAX_OFFSET = 1_000_000_000
@@ -49,7 +48,7 @@ def checked(reconciler: Reconciler, record: JobRecord) -> JobRecord:
 
 def load_job(reconciler: Reconciler, job_id: str, caller: Caller) -> JobRecord:
     """The caller's job; another key's job does not exist for it (404, as an unknown id)."""
-    record = reconciler.store.get(job_id) if _JOB_ID.match(job_id) else None
+    record = reconciler.store.get(job_id) if is_job_id(job_id) else None
     if record is None or not caller.owns(record):
         raise _not_found(job_id)
     return checked(reconciler, record)
@@ -57,7 +56,7 @@ def load_job(reconciler: Reconciler, job_id: str, caller: Caller) -> JobRecord:
 
 async def read_job(reader: AsyncJobReader, reconciler: Reconciler, job_id: str, caller: Caller) -> JobRecord:
     """`load_job` for the hot polling path: no thread hop unless a running job's heartbeat is late."""
-    record = await reader.get(job_id) if _JOB_ID.match(job_id) else None
+    record = await reader.get(job_id) if is_job_id(job_id) else None
     if record is None or not caller.owns(record):
         raise _not_found(job_id)
     if (

@@ -24,6 +24,7 @@ from shared.jobs import JobStatus
 from shared.queue import get_queue
 from shared.result_schemas import validate
 from shared.settings import Settings
+from shared.storage import Storage
 from tests.auth import bearer, keyed, make_key
 from tests.service.test_worker import run_worker_once
 from tests.synthetic import make_clip
@@ -237,3 +238,33 @@ def test_the_reconciler_queues_a_waiting_comparison_only_once_its_analysis_has_e
         assert job["status"] == "failed" and job["error"]["code"] == "INPUT_UNAVAILABLE"
         assert context.store.get(comparison) is not None
         assert context.store.get(comparison).status is JobStatus.FAILED  # type: ignore[union-attr]
+
+
+def test_an_upload_with_a_reference_that_cannot_be_compared_leaves_nothing_behind(
+    service_settings: Settings, clips: tuple[Path, Path]
+) -> None:
+    """The reference is checked once the upload is in: a refusal removes the upload, and no job stays."""
+    with TestClient(create_app(service_settings)) as api:
+        (teacher,) = analysed(api, service_settings, clips[0])
+        queued = upload(api, clips[0])["job_id"]  # not analysed yet
+        before = Storage(service_settings).list_keys("uploads/")
+        cases = {
+            "0" * 32: (404, "JOB_NOT_FOUND"),
+            queued: (409, "JOB_NOT_READY"),
+            "not-a-job": (422, "VALIDATION_ERROR"),
+        }
+        for reference, (status, code) in cases.items():
+            response = api.post(
+                "/analyze",
+                files={"file": (clips[1].name, clips[1].read_bytes(), "video/mp4")},
+                data={"reference_job_id": reference},
+            )
+            assert response.status_code == status and response.json()["error"]["code"] == code, response.text
+        bad_mirror = api.post(
+            "/analyze",
+            files={"file": (clips[1].name, clips[1].read_bytes(), "video/mp4")},
+            data={"reference_job_id": teacher, "mirror": "sideways"},
+        )
+        assert bad_mirror.status_code == 422 and bad_mirror.json()["error"]["details"]["field"] == "mirror"
+        assert Storage(service_settings).list_keys("uploads/") == before
+        assert {j["job_id"] for j in api.get("/jobs").json()["jobs"]} == {teacher, queued}
