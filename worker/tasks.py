@@ -254,7 +254,7 @@ def _comparison_stages(
 
     reporter.enter(JobStage.FETCHING)
     reference, attempt = (
-        compare.fetch_input(ctx.storage, ctx.store, job_id, role, record.owner, tmp)
+        compare.fetch_input(ctx.storage, ctx.store, job_id, role, tmp)
         for job_id, role in ((inputs.reference_job_id, "reference"), (inputs.attempt_job_id, "attempt"))
     )
     duration = max(float((p.record.video or {}).get("duration") or 0.0) for p in (reference, attempt))

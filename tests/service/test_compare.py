@@ -165,6 +165,14 @@ def test_who_may_compare_what(service_settings: Settings, clips: tuple[Path, Pat
         assert api.get(f"/jobs/{comparison}", headers=bearer(other)).status_code == 404
         assert comparison in {j["job_id"] for j in api.get("/jobs", headers=bearer(coach)).json()["jobs"]}
         assert comparison not in {j["job_id"] for j in api.get("/jobs", headers=bearer(other)).json()["jobs"]}
+        # An admin key sees every job, so it may compare anyone's; the comparison is the admin's.
+        admin = make_key(settings, "operator", admin=True)
+        by_admin = compare(mine, theirs, admin)
+        assert by_admin.status_code == 202, by_admin.text
+        run_worker_once(settings)
+        job = api.get(f"/jobs/{by_admin.json()['job_id']}", headers=bearer(admin)).json()
+        assert job["status"] == "succeeded", job["error"]
+        assert api.get(f"/jobs/{job['job_id']}", headers=bearer(coach)).status_code == 404
 
 
 def test_an_upload_with_a_reference_is_compared_when_its_analysis_ends(

@@ -42,11 +42,12 @@ def _unavailable(role: str, job_id: str, why: str, **details: object) -> Service
     )
 
 
-def input_record(store: JobStore, job_id: str, role: str, owner: str) -> JobRecord:
+def input_record(store: JobStore, job_id: str, role: str) -> JobRecord:
     """The input analysis as it is now: it may have failed, been canceled or deleted since the
-    comparison was asked for (or, for one uploaded with a reference, be the analysis that just ended)."""
+    comparison was asked for (or, for one uploaded with a reference, be the analysis that just ended).
+    Who may compare it was checked when the comparison was made (an owner never changes)."""
     record = store.get(job_id)
-    if record is None or (owner and record.owner != owner):
+    if record is None:
         raise _unavailable(role, job_id, "no longer exists")
     if record.kind is not JobKind.ANALYSIS:
         raise _unavailable(role, job_id, "is not an analysis", kind=record.kind.value)
@@ -58,8 +59,8 @@ def input_record(store: JobStore, job_id: str, role: str, owner: str) -> JobReco
     return record
 
 
-def fetch_input(storage: Storage, store: JobStore, job_id: str, role: str, owner: str, work_dir: Path) -> Performance:
-    record = input_record(store, job_id, role, owner)
+def fetch_input(storage: Storage, store: JobStore, job_id: str, role: str, work_dir: Path) -> Performance:
+    record = input_record(store, job_id, role)
     folder = work_dir / role
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
