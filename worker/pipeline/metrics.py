@@ -101,16 +101,15 @@ def music_summary(music: Beats | None) -> dict[str, Any]:
     return {"tempo_bpm": tempo, "beat_count": len(music.times), "skipped": music.skipped}
 
 
-def synchrony(poses: PoseSequence, min_seconds: float = MIN_SHARED_S) -> dict[str, Any]:
+def synchrony(poses: PoseSequence, fps: float, min_seconds: float = MIN_SHARED_S) -> dict[str, Any]:
     """metrics.json's `synchrony`: each dancer against the group, and when the group is least together.
 
-    Only dancers in view for `min_seconds` or more take part: a passer-by seen for a moment
-    is not part of the group and would only blur its median."""
-    fps = len(poses.times) / max(float(poses.times[-1] - poses.times[0]), 1e-9) if len(poses.times) > 1 else 0.0
+    Only dancers in view for `min_seconds` or more (frames at the video's `fps`) take part: a
+    passer-by seen for a moment is not part of the group and would only blur its median."""
     dancers = [
         PoseSeries.from_sequence(poses, track_id)
         for track_id, track in poses.tracks()
-        if fps and len(track) / fps >= min_seconds
+        if fps > 0 and len(track) / fps >= min_seconds
     ]
     if len(dancers) < 2:
         reason = "only one dancer" if len(dancers) == 1 else "no dancer"
@@ -132,6 +131,6 @@ def compute_metrics(job_id: str, video: VideoInfo, poses: PoseSequence, music: B
         "job_id": job_id,
         "video": {"duration": round(video.duration, 6), "fps": round(video.fps, 6), "frame_count": video.frame_count},
         "music": music_summary(music),
-        "synchrony": synchrony(poses),
+        "synchrony": synchrony(poses, video.fps),
         "dancers": dancers,
     }
