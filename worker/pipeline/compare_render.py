@@ -250,10 +250,11 @@ def _render(
     def scaled(frame: av.VideoFrame, info: VideoInfo, w: int) -> np.ndarray:
         return fit(upright(to_bgr(frame), info.rotation), w, height)
 
-    source = av.open(str(reference.path))
-    attempt_source = av.open(str(attempt.path))
-    output = av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"})
-    try:
+    with (
+        av.open(str(reference.path)) as source,
+        av.open(str(attempt.path)) as attempt_source,
+        av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as output,
+    ):
         src_video = source.streams.video[0]
         src_video.thread_type = "AUTO"
         src_audio = source.streams.audio[0] if source.streams.audio else None
@@ -303,12 +304,6 @@ def _render(
         if audio is not None:
             audio.flush()
         return index
-    finally:
-        try:
-            output.close()
-        finally:
-            attempt_source.close()
-            source.close()
 
 
 def _demux(container: av.container.InputContainer, streams: list[av.stream.Stream]) -> Iterator[av.Packet]:
