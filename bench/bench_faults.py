@@ -217,14 +217,15 @@ def leftovers(stack: Stack, jobs: dict[str, dict]) -> dict[str, int]:
     )
     incomplete_sets = sum(
         1 for job_id, job in jobs.items()
-        if job["status"] == "succeeded" and len(storage.list_keys(results_prefix(job_id))) != 4
+        if job["status"] == "succeeded"
+        and sorted(key.rsplit("/", 1)[1] for key in storage.list_keys(results_prefix(job_id))) != sorted(job["results"])
     )  # fmt: skip
     open_uploads = sum(1 for key, _ in storage.open_multipart_uploads("") if key.split("/")[1] in jobs)
     scratch = len(list((stack.root / "work").glob("job-*")))
     disagree = sum(1 for job_id, job in jobs.items() if rq_status(queue, job_id) not in RQ_FOR.get(job["status"], ()))
     return {
         "result objects of unsucceeded jobs": stray_results,
-        "succeeded jobs without exactly 4 results": incomplete_sets,
+        "succeeded jobs whose stored results differ from their list": incomplete_sets,
         "unfinished multipart uploads": open_uploads,
         "scratch folders": scratch,
         "RQ/API disagreements": disagree,

@@ -74,7 +74,7 @@ def test_kill_9_of_redis_then_start_keeps_every_record(local_stack_info: LocalSt
     assert status.returncode == 3 and "redis      stopped" in status.stdout
     stack.manage("local", "start")
     job = httpx.get(f"{api}/jobs/{done}", headers=KEY, timeout=10).json()
-    assert job["status"] == "succeeded" and len(job["results"]) == 4
+    assert job["status"] == "succeeded" and len(job["results"]) == 5
     # ...and the stack works on: the worker reconnected by itself.
     assert wait_job(api, submit(api, clip), {"succeeded", "failed"})["status"] == "succeeded"
 
