@@ -33,7 +33,7 @@ from shared.jobs import FINAL_STATUSES, JobKind, JobRecord, JobStatus, JobStore
 from shared.keys import job_prefixes, results_prefix
 from shared.open_uploads import OpenUploads
 from shared.presence import read_presence
-from shared.queue import fetch_rq_job, mark_rq_canceled, mark_rq_failed, requeue_job, rq_status
+from shared.queue import enqueue_job, fetch_rq_job, mark_rq_canceled, mark_rq_failed, requeue_job, rq_status
 from shared.settings import Settings
 from shared.storage import Storage
 
@@ -186,6 +186,21 @@ class Reconciler:
             log.warning("job %s: queued, but no queue held it (RQ: %s); enqueued again", record.job_id, status)
             requeued.append(record.job_id)
         return requeued
+
+    def queue_follower(self, record: JobRecord) -> None:
+        """`record` (an analysis uploaded with a reference) has ended: its comparison can run now.
+        Called by the worker that ran it and by the API's cancel and delete. Never raises: a
+        comparison nobody could queue (Redis down) is queued by the next sweep instead."""
+        if not record.comparison_job_id:
+            return
+        try:
+            follower = self.store.get(record.comparison_job_id)
+            if follower is None or follower.status is not JobStatus.QUEUED:
+                return
+            if rq_status(self.queue, follower.job_id) not in _RQ_WAITING:
+                enqueue_job(self.queue, self.settings, follower.job_id, follower.kind.value)
+        except Exception:
+            log.warning("job %s: could not queue its comparison yet", record.job_id, exc_info=True)
 
     def waits_for_input(self, record: JobRecord) -> bool:
         """Whether a comparison compares a job that has not finished yet (uploaded with a reference,

@@ -32,7 +32,6 @@ from shared.jobs import JobKind, JobRecord, JobStage, JobStatus
 from shared.keys import ResultName
 from shared.logs import job_context
 from shared.metrics import Metrics
-from shared.queue import enqueue_job
 from worker import scratch
 from worker.context import WorkerContext, get_context
 from worker.pipeline import beats, compare, compare_render, export, fetch, metrics, probe, render, smooth, upload
@@ -128,8 +127,7 @@ def _run_attempt(ctx: WorkerContext, record: JobRecord) -> str:
     finally:
         if outcome is not None:
             _observe(ctx, record, reporter, outcome)
-            if record.comparison_job_id:
-                _queue_follower(ctx, record)
+            ctx.reconciler.queue_follower(record)
 
 
 def _observe(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, outcome: JobStatus) -> None:
@@ -281,17 +279,6 @@ def _comparison_stages(
     document = compare.comparison_document(record.job_id, inputs, alignment, reference_side, attempt_side)
     export.write_json(files[ResultName.COMPARISON_JSON], document)
     return files
-
-
-def _queue_follower(ctx: WorkerContext, record: JobRecord) -> None:
-    """The comparison waiting for this analysis (uploaded with a reference) can run now."""
-    follower = ctx.store.get(record.comparison_job_id)
-    if follower is None or follower.status is not JobStatus.QUEUED:
-        return
-    try:
-        enqueue_job(ctx.queue, ctx.settings, follower.job_id, follower.kind.value)
-    except Exception:  # the reconciler's sweep queues it instead
-        log.warning("job %s: could not queue its comparison %s yet", record.job_id, follower.job_id, exc_info=True)
 
 
 def _fail(ctx: WorkerContext, job_id: str, error: ServiceError) -> None:

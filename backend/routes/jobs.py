@@ -215,6 +215,8 @@ def cancel_job(job_id: str, caller: CallerDep, reconciler: ReconcilerDep, viewer
     if record.status is JobStatus.QUEUED:
         # The worker also skips jobs that are no longer queued; this shows it canceled in RQ at once.
         mark_rq_canceled(reconciler.queue, job_id)
+        # A running job's worker queues its comparison when it stops; a queued one never runs, so here.
+        reconciler.queue_follower(record)
     return viewer(load_job(reconciler, job_id, caller))
 
 
@@ -234,4 +236,5 @@ def delete_job(job_id: str, caller: CallerDep, reconciler: ReconcilerDep) -> Res
     ):
         raise ServiceError(ErrorCode.JOB_RUNNING, "The job just started; cancel it first, then delete it.")
     reconciler.purge(job_id, actor=caller.label)
+    reconciler.queue_follower(record)  # it fails at once (INPUT_UNAVAILABLE) instead of waiting for a sweep
     return Response(status_code=204)

@@ -276,3 +276,27 @@ def test_an_upload_with_a_reference_that_cannot_be_compared_leaves_nothing_behin
         assert bad_mirror.status_code == 422 and bad_mirror.json()["error"]["details"]["field"] == "mirror"
         assert Storage(service_settings).list_keys("uploads/") == before
         assert {j["job_id"] for j in api.get("/jobs").json()["jobs"]} == {teacher, queued}
+
+
+@pytest.mark.parametrize("ending", ["cancel", "delete"])
+def test_a_queued_analysis_canceled_or_deleted_lets_its_comparison_fail_at_once(
+    service_settings: Settings, clips: tuple[Path, Path], ending: str
+) -> None:
+    """The analysis never runs, so no worker queues its comparison: the API does, and it fails straight away
+    instead of waiting for the reconciler's next sweep."""
+    with TestClient(create_app(service_settings)) as api:
+        (teacher,) = analysed(api, service_settings, clips[0])
+        accepted = upload(api, clips[1], reference_job_id=teacher)
+        attempt, comparison = accepted["job_id"], accepted["comparison_job_id"]
+        redis = api.app.state.redis  # type: ignore[attr-defined]
+        queue = get_queue(service_settings, redis)
+        assert comparison not in queue.get_job_ids()
+        if ending == "cancel":
+            assert api.post(f"/jobs/{attempt}/cancel").status_code == 200
+        else:
+            assert api.delete(f"/jobs/{attempt}").status_code == 204
+        assert comparison in queue.get_job_ids()
+        run_worker_once(service_settings)
+        job = api.get(f"/jobs/{comparison}").json()
+        assert job["status"] == "failed" and job["error"]["code"] == "INPUT_UNAVAILABLE"
+        assert job["error"]["details"]["role"] == "attempt"
