@@ -36,7 +36,7 @@ from worker.pipeline.align import RATE_HZ, Alignment
 from worker.pipeline.decode import from_bgr, to_bgr, upright
 from worker.pipeline.probe import probe
 from worker.pipeline.records import VideoInfo
-from worker.pipeline.render import AudioCopy
+from worker.pipeline.render import AudioCopy, h264_stream
 
 # 480 lines a half: a 16:9 pair is 1708x480 (0.8 megapixels, under one 1080p frame), so it encodes about as
 # fast as the 720p annotated videos do and stays small, while skeletons, ids and the overlay stay readable.
@@ -261,14 +261,7 @@ def _render(
         time_base = src_video.time_base or Fraction(1, 90000)
         frames = _Forward(attempt_source, attempt, "attempt")
 
-        rate = Fraction(reference.fps).limit_denominator(1001) if reference.fps > 0 else Fraction(30)
-        out_video = output.add_stream("libx264", rate=rate)
-        out_video.width, out_video.height = width, height
-        out_video.pix_fmt = "yuv420p"
-        out_video.time_base = time_base
-        out_video.codec_context.time_base = time_base
-        out_video.options = {"preset": preset, "crf": str(crf)}
-        out_video.thread_type = "AUTO"
+        out_video = h264_stream(output, reference.fps, (width, height), time_base, preset=preset, crf=crf)
         audio = AudioCopy(output, src_audio) if src_audio is not None else None
 
         shown: tuple[int, np.ndarray] | None = None  # the attempt half last drawn: repeated frames reuse it

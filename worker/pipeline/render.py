@@ -97,6 +97,28 @@ class AudioCopy:
             self._output.mux(self._stream.encode(None))
 
 
+def h264_stream(
+    output: av.container.OutputContainer,
+    fps: float,
+    size: tuple[int, int],
+    time_base: Fraction,
+    *,
+    preset: str,
+    crf: int,
+) -> av.VideoStream:
+    """The H.264 yuv420p video stream every rendered video has (`size` even), on the source's `time_base`
+    so each output frame can keep its source frame's timestamp."""
+    rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(30)
+    stream = output.add_stream("libx264", rate=rate)
+    stream.width, stream.height = size
+    stream.pix_fmt = "yuv420p"
+    stream.time_base = time_base
+    stream.codec_context.time_base = time_base
+    stream.options = {"preset": preset, "crf": str(crf)}
+    stream.thread_type = "AUTO"
+    return stream
+
+
 def render(
     video: VideoInfo,
     poses: PoseSequence,
@@ -115,15 +137,9 @@ def render(
         src_audio = source.streams.audio[0] if source.streams.audio else None
         time_base = src_video.time_base or Fraction(1, 90000)
 
-        rate = Fraction(video.fps).limit_denominator(1001) if video.fps > 0 else Fraction(30)
-        out_video = output.add_stream("libx264", rate=rate)
-        out_video.width = video.width - video.width % 2  # yuv420p needs even sizes
-        out_video.height = video.height - video.height % 2
-        out_video.pix_fmt = "yuv420p"
-        out_video.time_base = time_base
-        out_video.codec_context.time_base = time_base
-        out_video.options = {"preset": preset, "crf": str(crf)}
-        out_video.thread_type = "AUTO"
+        # yuv420p needs even sizes
+        size = (video.width - video.width % 2, video.height - video.height % 2)
+        out_video = h264_stream(output, video.fps, size, time_base, preset=preset, crf=crf)
 
         audio = AudioCopy(output, src_audio) if src_audio is not None else None
 
