@@ -11,13 +11,8 @@
 // tests/browser/test_compare_page.py makes the assertions. Exit code 1 when a step could not run.
 // Env: API_URL, API_KEY ('' for an open API), REFERENCE_CLIP, ATTEMPT_CLIP, SCREENSHOT_PREFIX
 //      (screenshots are <prefix>-<name>.png), CHROMIUM (default /usr/bin/chromium).
-import { chromium } from 'playwright-core';
+import { env, launch } from './browser.mjs';
 
-const env = (name, fallback) => {
-  const value = process.env[name] ?? fallback;
-  if (value === undefined) throw new Error(`${name} is not set`);
-  return value;
-};
 const API_URL = env('API_URL').replace(/\/+$/, '');
 const API_ORIGIN = new URL(API_URL).origin;
 const API_KEY = env('API_KEY', '');
@@ -27,12 +22,7 @@ const report = { steps: [], console: [], pageErrors: [], failedRequests: [], api
 const step = (name) => { report.steps.push(name); process.stderr.write(`[browser] ${name}\n`); };
 const pendingHeaders = [];
 
-const browser = await chromium.launch({
-  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run', '--autoplay-policy=no-user-gesture-required'],
-});
+const browser = await launch({ autoplay: true });
 let exitCode = 0;
 try {
   const context = await browser.newContext({ viewport: { width: 1360, height: 1000 }, deviceScaleFactor: 1 });

@@ -7,13 +7,8 @@
 //
 // Env: DASHBOARD_URL, EVIL_URL (the other site's page), QUEUE, JOB_ID, DASHBOARD_USER,
 //      DASHBOARD_PASSWORD, CHROMIUM (default /usr/bin/chromium).
-import { chromium } from 'playwright-core';
+import { env, launch } from './browser.mjs';
 
-const env = (name, fallback) => {
-  const value = process.env[name] ?? fallback;
-  if (value === undefined) throw new Error(`${name} is not set`);
-  return value;
-};
 const DASHBOARD_URL = env('DASHBOARD_URL').replace(/\/+$/, '');
 const QUEUE = env('QUEUE');
 const JOB_ID = env('JOB_ID');
@@ -32,12 +27,7 @@ const describe = async (response) => ({
   body: await response.text(),
 });
 
-const browser = await chromium.launch({
-  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launch({ autoplay: false });
 let exitCode = 0;
 try {
   const context = await browser.newContext({

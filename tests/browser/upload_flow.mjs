@@ -17,13 +17,8 @@
 //      UPLOAD_BYTES_PER_SECOND (throttles the upload so its progress is visible; 0: no throttle),
 //      API_KEY and WRONG_KEY (both empty: an open API).
 import { createInterface } from 'node:readline';
-import { chromium } from 'playwright-core';
+import { env, launch } from './browser.mjs';
 
-const env = (name, fallback) => {
-  const value = process.env[name] ?? fallback;
-  if (value === undefined) throw new Error(`${name} is not set`);
-  return value;
-};
 const API_URL = env('API_URL').replace(/\/+$/, '');
 const API_ORIGIN = new URL(API_URL).origin;
 const API_KEY = env('API_KEY', '');
@@ -52,13 +47,7 @@ const authOf = (header) => {
 const pendingHeaders = [];
 const ENVELOPE_401 = (message) => JSON.stringify({ error: { code: 'UNAUTHORIZED', message, details: {} } });
 
-const browser = await chromium.launch({
-  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
-  headless: true,
-  // Playwright gives each launch a fresh temporary --user-data-dir.
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run', '--autoplay-policy=no-user-gesture-required'],
-});
+const browser = await launch({ autoplay: true });
 let exitCode = 0;
 try {
   const context = await browser.newContext({ viewport: { width: 1360, height: 1000 }, deviceScaleFactor: 1 });
