@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,6 +24,7 @@ import pytest
 
 from shared.settings import _KNOWN_DEFAULT_SECRETS, Settings, is_placeholder_secret
 from tests.docker.conftest import REPO
+from tests.fake_http import JsonHandler
 
 pytestmark = pytest.mark.docker
 
@@ -700,19 +701,11 @@ def test_urls_are_printed_without_docker(stack: Stack) -> None:
     assert console.stdout.strip() == "http://localhost:9001"
 
 
-class FakeAPI(BaseHTTPRequestHandler):
+class FakeAPI(JsonHandler):
     polls = 0
     # The Authorization header of every request, in order; with `required`, others get 401.
     seen: ClassVar[list[str | None]] = []
     required: ClassVar[str | None] = None
-
-    def _json(self, code: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _authorized(self) -> bool:
         FakeAPI.seen.append(self.headers.get("Authorization"))
@@ -746,9 +739,6 @@ class FakeAPI(BaseHTTPRequestHandler):
                 "results": {"poses.json": "http://localhost:9000/x/poses.json"} if done else {},
             },
         )
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture

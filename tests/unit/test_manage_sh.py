@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
+
+from tests.fake_http import JsonHandler
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = [ROOT / "manage.sh", ROOT / "scripts/manage/common.sh", ROOT / "scripts/manage/local.sh", ROOT / ".ci/run"]
@@ -84,7 +85,7 @@ def test_test_upload_checks_the_profile(tmp_path: Path) -> None:
     assert done.returncode == 1 and "fast or accurate" in done.stderr
 
 
-class FakeAPI(BaseHTTPRequestHandler):
+class FakeAPI(JsonHandler):
     """/health, POST /analyze (a comparison follows), an analysis that succeeds with a beats.json
     and a comparison that fails; `requests` records (method, path, Authorization, body)."""
 
@@ -96,14 +97,6 @@ class FakeAPI(BaseHTTPRequestHandler):
     def _record(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         FakeAPI.requests.append((self.command, self.path, self.headers.get("Authorization"), body))
-
-    def _json(self, code: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_POST(self) -> None:
         self._record()
@@ -131,9 +124,6 @@ class FakeAPI(BaseHTTPRequestHandler):
             self._json(200, {"tempo_bpm": 119.6, "beat_count": 48, "skipped": None, "beats": []})
         else:
             self._json(404, {"error": {"code": "JOB_NOT_FOUND", "message": self.path}})
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
