@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.unit.test_beats import RATE, nearest_offsets, write_music_video
+from tests.music import RATE, nearest_offsets, write_music_video
 from worker.pipeline import beats
 
 

@@ -14,16 +14,15 @@ import bisect
 import json
 import os
 import subprocess
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import av
 import numpy as np
 import pytest
 
 from shared.settings import Settings
 from tests.auth import keyed, make_key
+from tests.music import click_audio, write_music_video
 from tests.synthetic import moving_frames
 
 if TYPE_CHECKING:
@@ -61,41 +60,12 @@ def write_click_clip(path: Path, seconds: float, shift: int = 0) -> list[float]:
     """An H.264 + AAC clip whose audio is 1 kHz clicks at BPM from FIRST_CLICK; returns the click times.
 
     `shift` moves the picture's content (the mock dancers do not care; a second clip looks different)."""
-    count = round(seconds * FPS)
-    frames = moving_frames(count + shift, SIZE)[shift:]
-    rate = 48000
+    frames = moving_frames(round(seconds * FPS) + shift, SIZE)[shift:]
     clicks = click_times(seconds)
-    samples = np.zeros(int(seconds * rate), np.float32)
-    burst_t = np.arange(int(0.03 * rate)) / rate
-    burst = (0.8 * np.sin(2 * np.pi * 1000.0 * burst_t) * np.exp(-burst_t / 0.008)).astype(np.float32)
-    for t in clicks:
-        start = int(t * rate)
-        piece = samples[start : start + burst.size]
-        piece += burst[: piece.size]
-    time_base = Fraction(1, 90000)
-    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
-        video = container.add_stream("libx264", rate=Fraction(round(FPS * 1000), 1000))
-        video.width, video.height = SIZE
-        video.pix_fmt = "yuv420p"
-        video.time_base = time_base
-        video.codec_context.time_base = time_base
-        video.options = {"preset": "ultrafast", "crf": "23", "bf": "0"}
-        audio = container.add_stream("aac", rate=rate)
-        audio.layout = "mono"
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts = round(i / FPS / time_base)
-            frame.time_base = time_base
-            container.mux(video.encode(frame))
-        container.mux(video.encode(None))
-        for start in range(0, samples.size, 1024):
-            chunk = samples[start : start + 1024].reshape(1, -1)
-            aframe = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-            aframe.sample_rate = rate
-            aframe.pts = start
-            aframe.time_base = Fraction(1, rate)
-            container.mux(audio.encode(aframe))
-        container.mux(audio.encode(None))
+    audio = click_audio(np.array(clicks), seconds, amplitude=0.8, noise=0.0)
+    write_music_video(
+        path, audio, seconds=seconds, fps=FPS, draw=lambda t: frames[min(round(t * FPS), len(frames) - 1)]
+    )
     return clicks
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from shared.profiles import Profile
 from shared.result_schemas import validate
-from tests.unit.test_beats import click_audio, write_music_video
+from tests.music import click_audio, write_music_video
 from worker.analysis import mock
 from worker.analysis.mock import BEAT_OFFSETS_S, MockAnalyzer
 from worker.pipeline import beats, metrics, probe, smooth

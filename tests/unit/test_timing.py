@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from shared.skeletons import COCO17
-from tests.unit.test_beats import click_audio, write_music_video
+from tests.music import click_audio, write_music_video
 from worker.pipeline.beats import Beats, find_beats
 from worker.pipeline.records import Detections
 from worker.pipeline.timing import TOLERANCE_S, accent_times, dancer_timing, on_beat, whole_body_speed
