@@ -33,10 +33,10 @@ import numpy as np
 
 from shared.errors import ErrorCode, ServiceError, public_reason
 from worker.pipeline.align import RATE_HZ, Alignment
-from worker.pipeline.decode import from_bgr, to_bgr, upright
+from worker.pipeline.decode import to_bgr, upright
 from worker.pipeline.probe import probe
 from worker.pipeline.records import VideoInfo
-from worker.pipeline.render import AudioCopy, h264_stream
+from worker.pipeline.render import AudioCopy, encode_at, h264_stream
 
 # 480 lines a half: a 16:9 pair is 1708x480 (0.8 megapixels, under one 1080p frame), so it encodes about as
 # fast as the 720p annotated videos do and stays small, while skeletons, ids and the overlay stay readable.
@@ -283,11 +283,8 @@ def _render(
                 canvas[:, :ref_w] = scaled(frame, reference, ref_w)
                 canvas[:, ref_pad : ref_pad + att_w] = shown[1]
                 overlay.draw(canvas, timeline.similarity_at(t))
-                out_frame = from_bgr(canvas)
                 # The reference's own timestamp: the output's timeline is the reference's, audio included.
-                out_frame.pts = frame.pts
-                out_frame.time_base = time_base
-                output.mux(out_video.encode(out_frame))
+                encode_at(output, out_video, canvas, frame.pts, time_base)
                 index += 1
                 if progress is not None:
                     progress(index)

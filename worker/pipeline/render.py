@@ -119,6 +119,20 @@ def h264_stream(
     return stream
 
 
+def encode_at(
+    output: av.container.OutputContainer,
+    stream: av.VideoStream,
+    image: np.ndarray,
+    pts: int | None,
+    time_base: Fraction,
+) -> None:
+    """Encode a BGR image as the frame at `pts` (a source frame's own timestamp) and mux it."""
+    out_frame = from_bgr(image)
+    out_frame.pts = pts
+    out_frame.time_base = time_base
+    output.mux(stream.encode(out_frame))
+
+
 def render(
     video: VideoInfo,
     poses: PoseSequence,
@@ -157,11 +171,8 @@ def render(
                 people = next(people_by_frame, None)
                 if people is not None:
                     draw_poses(image, people, poses.skeleton.edges)
-                out_frame = from_bgr(np.ascontiguousarray(image))
                 # The source's own timestamp: keeps variable frame rates and audio sync exact.
-                out_frame.pts = frame.pts
-                out_frame.time_base = time_base
-                output.mux(out_video.encode(out_frame))
+                encode_at(output, out_video, np.ascontiguousarray(image), frame.pts, time_base)
                 index += 1
                 if progress is not None:
                     progress(index)
