@@ -17,3 +17,15 @@ export const launch = ({ autoplay = false } = {}) => chromium.launch({
     '--disable-component-update', '--disable-sync', '--no-first-run',
     ...(autoplay ? ['--autoplay-policy=no-user-gesture-required'] : [])],
 });
+
+// What went wrong on the page, into report.console (errors and warnings), report.pageErrors and
+// report.failedRequests. A media element aborts its own range requests while seeking, and closing an
+// EventSource aborts it: those are not failures.
+export const recordProblems = (page, report) => {
+  page.on('console', (msg) => { if (['error', 'warning'].includes(msg.type())) report.console.push(`${msg.type()}: ${msg.text()}`); });
+  page.on('pageerror', (error) => report.pageErrors.push(String(error)));
+  page.on('requestfailed', (request) => {
+    const failure = request.failure()?.errorText || '';
+    if (!failure.includes('ERR_ABORTED')) report.failedRequests.push(`${request.method()} ${request.url()}: ${failure}`);
+  });
+};

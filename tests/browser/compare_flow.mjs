@@ -11,7 +11,7 @@
 // tests/browser/test_compare_page.py makes the assertions. Exit code 1 when a step could not run.
 // Env: API_URL, API_KEY ('' for an open API), REFERENCE_CLIP, ATTEMPT_CLIP, SCREENSHOT_PREFIX
 //      (screenshots are <prefix>-<name>.png), CHROMIUM (default /usr/bin/chromium).
-import { env, launch } from './browser.mjs';
+import { env, launch, recordProblems } from './browser.mjs';
 
 const API_URL = env('API_URL').replace(/\/+$/, '');
 const API_ORIGIN = new URL(API_URL).origin;
@@ -28,12 +28,7 @@ try {
   const context = await browser.newContext({ viewport: { width: 1360, height: 1000 }, deviceScaleFactor: 1 });
   const page = await context.newPage();
   page.setDefaultTimeout(30000);
-  page.on('console', (msg) => { if (['error', 'warning'].includes(msg.type())) report.console.push(`${msg.type()}: ${msg.text()}`); });
-  page.on('pageerror', (error) => report.pageErrors.push(String(error)));
-  page.on('requestfailed', (request) => {
-    const failure = request.failure()?.errorText || '';
-    if (!failure.includes('ERR_ABORTED')) report.failedRequests.push(`${request.method()} ${request.url()}: ${failure}`);
-  });
+  recordProblems(page, report);
   page.on('request', (request) => {
     const url = new URL(request.url());
     if (url.origin !== API_ORIGIN || url.pathname.startsWith('/app/')) return;

@@ -17,7 +17,7 @@
 //      UPLOAD_BYTES_PER_SECOND (throttles the upload so its progress is visible; 0: no throttle),
 //      API_KEY and WRONG_KEY (both empty: an open API).
 import { createInterface } from 'node:readline';
-import { env, launch } from './browser.mjs';
+import { env, launch, recordProblems } from './browser.mjs';
 
 const API_URL = env('API_URL').replace(/\/+$/, '');
 const API_ORIGIN = new URL(API_URL).origin;
@@ -53,16 +53,8 @@ try {
   const context = await browser.newContext({ viewport: { width: 1360, height: 1000 }, deviceScaleFactor: 1 });
   const page = await context.newPage();
   page.setDefaultTimeout(30000);
-  page.on('console', (msg) => {
-    report.consoleAll.push(`${msg.type()}: ${msg.text()}`);
-    if (['error', 'warning'].includes(msg.type())) report.console.push(`${msg.type()}: ${msg.text()}`);
-  });
-  page.on('pageerror', (error) => report.pageErrors.push(String(error)));
-  page.on('requestfailed', (request) => {
-    // A media element aborts its own range requests while seeking, and closing an EventSource aborts it: not failures.
-    const failure = request.failure()?.errorText || '';
-    if (!failure.includes('ERR_ABORTED')) report.failedRequests.push(`${request.method()} ${request.url()}: ${failure}`);
-  });
+  recordProblems(page, report);
+  page.on('console', (msg) => report.consoleAll.push(`${msg.type()}: ${msg.text()}`));
   page.on('request', (request) => {
     const url = new URL(request.url());
     report.requests.push(`${request.method()} ${url.pathname}`);
