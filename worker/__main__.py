@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import threading
 import time
@@ -22,8 +23,11 @@ from types import FrameType
 
 import redis
 from rq import Queue, SimpleWorker
+from rq.executions import Execution
 from rq.job import Job
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import as_text, now, utcformat
 
 from shared.errors import ServiceError
 from shared.jobs import JobStatus
@@ -41,22 +45,72 @@ EXIT_CONFIG_ERROR = 2  # a supervisor does not restart a worker that exits with 
 
 
 class AnalysisWorker(SimpleWorker):
-    """RQ's SimpleWorker, plus: a run that ended canceled shows as canceled in RQ (not finished),
-    and a requested stop is remembered, to tell it from a loop that ended on a lost connection."""
+    """RQ's SimpleWorker, plus: a run that ended canceled shows as canceled in RQ (never finished),
+    a requested stop is remembered (to tell it from a loop that ended on a lost connection), and
+    the RQ registration of a killed predecessor with this name does not keep this one out."""
 
     stop_requested = False
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         with job_context(job.id):  # RQ's own lines about the job carry its id too
             super().execute_job(job, queue)
-        with contextlib.suppress(Exception):
-            record = get_context().store.get(job.id)
-            if record is not None and record.status is JobStatus.CANCELED:
-                mark_rq_canceled(queue, job.id)
+
+    def handle_job_success(
+        self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Execution
+    ) -> None:
+        # A canceled run returns normally (the task stops at its next check). Marking it
+        # canceled here, while the worker is still busy, means RQ never shows it `finished`,
+        # not even for a moment; and a stop signal now only sets RQ's flag, where after the
+        # run it would raise StopRequested into whatever was running.
+        if self._ended_canceled(job.id):
+            mark_rq_canceled(queue, job.id)
+            with self.connection.pipeline() as pipeline:
+                self.cleanup_execution(job, pipeline=pipeline, execution=execution)
+                pipeline.execute()
+            return
+        super().handle_job_success(job, queue, started_job_registry, execution)
+
+    @staticmethod
+    def _ended_canceled(job_id: str) -> bool:
+        try:
+            record = get_context().store.get(job_id)
+        except redis.RedisError:
+            return False  # the reconciler corrects RQ's view once Redis answers again
+        return record is not None and record.status is JobStatus.CANCELED
+
+    def register_birth(self) -> None:
+        self._release_registration_of_dead_namesake()
+        super().register_birth()
+
+    def _release_registration_of_dead_namesake(self) -> None:
+        """RQ keeps a worker's key for up to worker_ttl + 60 s after it is killed (SIGKILL, OOM)
+        and refuses a new worker of that name meanwhile. When the holder ran on this host and
+        its process is gone (or has our pid: a restarted container), its registration is dead."""
+        hostname, pid, death = (
+            as_text(v) if v else None for v in self.connection.hmget(self.key, ["hostname", "pid", "death"])
+        )
+        if hostname != self.hostname or death is not None or not pid or process_alive(int(pid)):
+            return  # no holder, a dead one already marked, or a live one: RQ decides
+        log.warning(
+            "worker %s: the previous worker of this name (pid %s) is gone; taking over its name", self.name, pid
+        )
+        self.connection.hset(self.key, "death", utcformat(now()))
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop_requested = True
         super().request_stop(signum, frame)
+
+
+def process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # a former process with our pid: this one replaced it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, under another user
+    return True
 
 
 def wait_for_redis(client: redis.Redis, stop: threading.Event) -> None:

@@ -259,8 +259,35 @@ def test_a_job_canceled_while_running_shows_canceled_in_rq_not_finished(
         wait_running(api, job_id)
         assert api.post(f"/jobs/{job_id}/cancel").json()["status"] == "canceled"
         rq_job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
-        wait_for(lambda: rq_job.get_status(refresh=True) not in ("started", "queued"), 30, "RQ to end the run")
-        assert rq_job.get_status(refresh=True) == "canceled"
+        seen: list[str] = []
+
+        def run_ended() -> bool:
+            seen.append(rq_job.get_status(refresh=True))
+            return seen[-1] not in ("started", "queued")
+
+        wait_for(run_ended, 30, "RQ to end the run", every=0.001)  # to catch a passing `finished`
+        assert seen[-1] == "canceled" and "finished" not in seen
+        queue = get_queue(settings, connection)
+        assert job_id in queue.canceled_job_registry.get_job_ids()
+        assert job_id not in queue.started_job_registry.get_job_ids()
+        assert job_id not in queue.finished_job_registry.get_job_ids()
+        # A stop right after the canceled run is obeyed at once (it was once swallowed, and the
+        # worker sat in its next wait for a job until it was killed).
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.process.wait(10) == 0
+
+
+def test_a_worker_killed_by_sigkill_can_start_again_at_once_under_the_same_name(
+    api: TestClient, settings: Settings, long_clip: Path, tmp_path: Path
+) -> None:
+    # RQ keeps a killed worker's registration for minutes and refuses a worker of the same
+    # name meanwhile: a container restarted after an OOM kill would not have started.
+    with worker_process(settings, tmp_path, name="same") as first:
+        os.kill(first.child_pid(), signal.SIGKILL)
+        first.process.wait(10)
+    with worker_process(settings, tmp_path, name="same") as second:
+        assert wait_final(api, submit(api, long_clip))["status"] == "succeeded"
+        assert "taking over its name" in second.log_text()
 
 
 def test_a_queued_record_no_queue_holds_is_enqueued_again(
