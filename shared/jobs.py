@@ -197,11 +197,14 @@ class JobRecord:
     comparison: dict[str, Any] | None = None
     # An analysis uploaded with a reference: the comparison job that runs once it ends.
     comparison_job_id: str = ""
+    # One more on every visible change (a heartbeat alone is not one): what `GET /jobs/{id}`'s
+    # ETag and a long poll's "has it changed?" are made of (backend/status.py).
+    version: int = 0
 
     # Fields stored as JSON text in the hash.
     _JSON_FIELDS = ("error", "results", "video", "comparison")
     _FLOAT_FIELDS = ("progress", "created_at", "started_at", "finished_at", "heartbeat_at", "queued_at")
-    _INT_FIELDS = ("frames_done", "frames_total", "size_bytes", "attempts", "max_attempts")
+    _INT_FIELDS = ("frames_done", "frames_total", "size_bytes", "attempts", "max_attempts", "version")
 
     @property
     def inputs(self) -> Comparison | None:
@@ -270,6 +273,7 @@ def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
 # ("," separated, empty: any), ARGV[3] prefix of the per-status index keys, ARGV[4] a field
 # to increment by one (empty: none), ARGV[5] prefix of the per-owner keys (the owner's
 # per-status index is `<prefix><owner>:jobs:<status>`, as RedisKeys.owner_jobs_in names it),
+# ARGV[6] "1" for a change nobody sees (a heartbeat: no new version, nothing published),
 # then field/value pairs. Returns 1 when applied, 0 when the job is in another status, -1
 # when the job does not exist.
 _UPDATE_IF_STATUS = """
@@ -278,7 +282,7 @@ local before = redis.call('HGET', KEYS[1], 'status')
 local allowed = ARGV[2]
 if allowed ~= '' and not string.find(',' .. allowed .. ',', ',' .. before .. ',', 1, true) then return 0 end
 if ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[1], ARGV[4], 1) end
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 local after = redis.call('HGET', KEYS[1], 'status')
 if after ~= before then
   local created = redis.call('HGET', KEYS[1], 'created_at')
@@ -291,7 +295,10 @@ if after ~= before then
     redis.call('ZADD', jobs .. after, created, ARGV[1])
   end
 end
-redis.call('PUBLISH', KEYS[2], after)
+if ARGV[6] ~= '1' then
+  redis.call('HINCRBY', KEYS[1], 'version', 1)
+  redis.call('PUBLISH', KEYS[2], after)
+end
 return 1
 """
 
@@ -306,6 +313,7 @@ class JobStore:
 
     def create(self, record: JobRecord, *, actor: str = "") -> None:
         record.queued_at = record.queued_at or record.created_at
+        record.version = max(record.version, 1)
         pipe = self.redis.pipeline(transaction=True)
         fields: dict[Any, Any] = record.to_redis()  # redis-py's Mapping type is invariant in its keys
         pipe.hset(self.keys.job(record.job_id), mapping=fields)
@@ -416,7 +424,10 @@ class JobStore:
         if increment and increment not in JobRecord._INT_FIELDS:
             raise KeyError(f"cannot increment job field {increment!r}")
         allowed = ",".join(status.value for status in only_if)
-        args: list[str] = [job_id, allowed, self.keys.jobs_in(""), increment, self.keys.owner_prefix()]
+        # A heartbeat alone changes nothing a client sees: no new version, no wake-up for every
+        # API process and event stream watching the job.
+        quiet = "1" if not increment and fields.keys() == {"heartbeat_at"} else ""
+        args: list[str] = [job_id, allowed, self.keys.jobs_in(""), increment, self.keys.owner_prefix(), quiet]
         for name, value in encode_fields(fields).items():
             args += [name, value]
         applied = self._update_if_status(keys=[self.keys.job(job_id), self.keys.job_events(job_id)], args=args)
@@ -433,6 +444,7 @@ class JobStore:
             pipe.zrem(self.keys.owner_jobs(owner), job_id)
             for status in JobStatus:
                 pipe.zrem(self.keys.owner_jobs_in(owner, status.value), job_id)
+        pipe.publish(self.keys.job_events(job_id), "deleted")  # caches and waiters of the job let go
         deleted = pipe.execute()[0]
         if deleted:
             audit("job.deleted", actor=actor, job_id=job_id)

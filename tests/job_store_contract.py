@@ -124,6 +124,37 @@ class JobStoreContract:
         finally:
             pubsub.close()
 
+    def test_every_visible_change_is_a_new_version_and_a_heartbeat_alone_is_not(self, store: JobStore) -> None:
+        store.create(make_record("a", time.time()))
+        assert store.get("a").version == 1  # type: ignore[union-attr]
+        assert store.start("a", "w1")
+        assert store.get("a").version == 2  # type: ignore[union-attr]
+        assert store.report("a", heartbeat_at=time.time())
+        assert store.get("a").version == 2, "a heartbeat shows nothing new"  # type: ignore[union-attr]
+        assert store.report("a", heartbeat_at=time.time(), progress=0.5)
+        assert store.get("a").version == 3  # type: ignore[union-attr]
+        assert not store.update("a", only_if=(JobStatus.QUEUED,), progress=0.9)  # refused: no new version
+        assert store.get("a").version == 3  # type: ignore[union-attr]
+
+    def test_a_heartbeat_is_not_published_and_a_delete_is(self, store: JobStore) -> None:
+        store.create(make_record("a", time.time()))
+        store.start("a", "w1")
+        pubsub = store.redis.pubsub()
+        pubsub.subscribe(store.keys.job_events("a"))
+        try:
+            assert pubsub.get_message(timeout=1)["type"] == "subscribe"
+            store.report("a", heartbeat_at=time.time())
+            store.delete("a")
+            messages: list[Any] = []
+            deadline = time.monotonic() + 2
+            while not messages and time.monotonic() < deadline:
+                message = pubsub.get_message(timeout=0.2)
+                if message and message["type"] == "message":
+                    messages.append(message["data"])
+            assert [m.decode() if isinstance(m, bytes) else m for m in messages] == ["deleted"]
+        finally:
+            pubsub.close()
+
     def test_list_is_newest_first_and_paginates(self, store: JobStore) -> None:
         ids = fill(store, [JobStatus.QUEUED] * 5)
         page, total = store.list(limit=2)
