@@ -64,7 +64,11 @@ class Caller:
         return None if self.admin else self.key_id
 
     def owns(self, record: JobRecord) -> bool:
-        return self.admin or record.owner == self.key_id
+        return self.may_see(record.owner)
+
+    def may_see(self, owner: str) -> bool:
+        """Whether a job of `owner` (a key id, "" for none) is the caller's to see and act on."""
+        return self.admin or owner == self.key_id
 
 
 OPEN_CALLER = Caller(key_id="", name="anonymous", admin=True)

@@ -14,10 +14,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from backend.auth import LinkSigner
+from backend.changes import ChangeFeed
 from backend.errors import install_error_handlers
 from backend.guards import RequestGuard
 from backend.limits import KeyLimits
 from backend.routes import analyze, compare, events, jobs, metrics, service
+from backend.status import StatusViews
 from shared import __version__
 from shared.apikeys import AsyncApiKeyReader
 from shared.jobs import AsyncJobReader, JobStore
@@ -67,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.storage.open_uploads = OpenUploads(client, keys)
     app.state.queue = get_queue(settings, client)
     app.state.reconciler = Reconciler(app.state.store, app.state.queue, app.state.storage, settings)
+    app.state.changes = ChangeFeed(settings, keys)
+    app.state.statuses = StatusViews(app.state.changes, app.state.reader, app.state.reconciler)
 
     install_error_handlers(app)
     if settings.cors_origin_list:
@@ -75,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origin_list,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["*"],
-            expose_headers=["Location", "Content-Range", "Content-Length", "Retry-After", "WWW-Authenticate"],
+            expose_headers=["Location", "Content-Range", "Content-Length", "Retry-After", "WWW-Authenticate", "ETag"],
         )
     app.include_router(service.router)
     app.include_router(analyze.router)

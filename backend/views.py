@@ -122,10 +122,12 @@ def job_view(record: JobRecord, storage: Storage, base: str, token: LinkToken | 
 class JobViewer:
     """Shows records to one request's caller: links on the request's base URL, signed for that caller."""
 
-    def __init__(self, storage: Storage, base: str, token: LinkToken | None) -> None:
+    def __init__(self, storage: Storage, base: str, token: LinkToken | None, key_id: str = "") -> None:
         self.storage = storage
         self.base = base
         self.token = token
+        # Whose views look alike: links are on one base URL, and signed links are one key's.
+        self.scope = (base, key_id if token and not storage.can_presign else "")
 
     def __call__(self, record: JobRecord) -> JobView:
         return job_view(record, self.storage, self.base, self.token)
@@ -140,7 +142,7 @@ def viewer_for(request: Request, caller: Caller) -> JobViewer:
         def token(job_id: str, scope: str) -> str:
             return signer.sign(job_id, scope, caller.key_id, settings.presign_expiry_seconds)[0]
 
-    return JobViewer(request.app.state.storage, api_base(settings, str(request.base_url)), token)
+    return JobViewer(request.app.state.storage, api_base(settings, str(request.base_url)), token, caller.key_id)
 
 
 async def _viewer(request: Request, caller: CallerDep) -> JobViewer:

@@ -102,8 +102,17 @@ class RedisKeys:
         return f"{self.prefix}:jobs-indexed"
 
     def job_events(self, job_id: str) -> str:
-        """Pub/sub channel: a message each time the job record changes."""
+        """Pub/sub channel: a message each time the job record visibly changes, or is deleted."""
         return f"{self.prefix}:job-events:{job_id}"
+
+    def every_job_events(self) -> str:
+        """PSUBSCRIBE pattern matching `job_events` of every job (the prefix's own glob characters escaped)."""
+        escaped = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self.prefix)
+        return f"{escaped}:job-events:*"
+
+    def job_id_of_events(self, channel: str) -> str:
+        """The job id in a `job_events` channel name."""
+        return channel.rsplit(":", 1)[1]
 
     def worker(self, name: str) -> str:
         """String with a short TTL: a live worker's presence and the job it runs (worker/presence.py)."""

@@ -5,12 +5,14 @@ The current state is sent on connect, then again on every change (status,
 stage, progress); the stream ends after a final status (succeeded, failed,
 canceled). A comment line goes out every ~15 s so proxies keep the stream open.
 
-Every job update PUBLISHes on the job's Redis channel (see `shared.jobs`), so
-this waits on a subscription instead of polling. A message is only a wake-up
-call: the record is re-read, and only a view that differs from the last one
-sent becomes an event (heartbeat-only updates send nothing). The record is
-also re-read every few seconds in case a message was missed, which is also
-when a job whose worker died is released (`Reconciler.check`).
+Every visible job update PUBLISHes on the job's Redis channel (see `shared.jobs`),
+and this process hears them all on one subscription (backend/changes.py), so a
+stream sleeps until its job changes instead of polling, and a thousand streams
+cost no Redis connection each. A change is only a wake-up call: the view is read
+again (backend/status.py), and only one that differs from the last one sent
+becomes an event. The record is also read afresh every few seconds in case a
+message was missed, which is also when a job whose worker died is released
+(`Reconciler.check`).
 
 A job deleted while watched gets a last `deleted` event (`{"job_id": ...}`).
 Browsers' `EventSource` reconnects whenever a stream ends: close it on a final
@@ -25,20 +27,17 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
-import anyio
-import redis.asyncio as aioredis
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from backend.auth import EVENTS_TOKEN_SECONDS, CallerDep, Documented, LinkSigner, caller_of_link
-from backend.deps import ReaderDep, ReconcilerDep, SettingsDep, StoreDep
+from backend.changes import ChangeFeed
+from backend.deps import ReaderDep, ReconcilerDep, SettingsDep
 from backend.errors import error_responses
-from backend.routes.jobs import read_job
-from backend.views import JobView, api_base, viewer_for
+from backend.status import StatusView, StatusViews, read_job
+from backend.views import api_base, viewer_for
 from shared.errors import ErrorCode, ServiceError
-from shared.jobs import JobStore
-from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -46,13 +45,8 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 # Module-level so tests can shorten them.
 HEARTBEAT_SECONDS = 15.0  # a comment line when nothing else was sent for this long
 RECHECK_SECONDS = 5.0  # re-read the record this often even without a message
-TICK_SECONDS = 1.0  # longest wait on the subscription before checking the client is still there
+TICK_SECONDS = 1.0  # longest wait for a change before checking the client is still there
 RETRY_MS = 3000  # how long an EventSource waits before reconnecting
-
-
-def _event(view: JobView) -> str:
-    # An unnamed event: `EventSource.onmessage` receives it.
-    return f"data: {view.model_dump_json()}\n\n"
 
 
 @router.get(
@@ -69,10 +63,6 @@ def _event(view: JobView) -> str:
 async def job_events(
     job_id: str,
     request: Request,
-    reader: ReaderDep,
-    reconciler: ReconcilerDep,
-    store: StoreDep,
-    settings: SettingsDep,
     token: Annotated[
         str | None, Query(description="From POST /jobs/{job_id}/events/token, instead of the key.")
     ] = None,
@@ -83,21 +73,21 @@ async def job_events(
     With the key in the header (fetch-based clients), or, for a browser's `EventSource`,
     which cannot send one, the short-lived signed link from `POST /jobs/{job_id}/events/token`."""
     caller = await caller_of_link(request, job_id, "events")
-    # Unknown job (or Redis down): a normal JSON error envelope, before any stream starts.
-    await read_job(reader, reconciler, job_id, caller)
+    statuses: StatusViews = request.app.state.statuses
     viewer = viewer_for(request, caller)
+    # Unknown job (or Redis down): a normal JSON error envelope, before any stream starts.
+    await statuses.get(job_id, caller, viewer)
 
-    async def current() -> JobView | None:
+    async def current(fresh: bool) -> StatusView | None:
         try:
-            record = await read_job(reader, reconciler, job_id, caller)
+            return await statuses.get(job_id, caller, viewer, fresh=fresh)
         except ServiceError as exc:
             if exc.code is ErrorCode.JOB_NOT_FOUND:
                 return None
             raise
-        return viewer(record)
 
     return StreamingResponse(
-        _stream(request, job_id, current, store, settings),
+        _stream(request, job_id, current, statuses.feed),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"},
     )
@@ -106,30 +96,27 @@ async def job_events(
 async def _stream(
     request: Request,
     job_id: str,
-    current: Callable[[], Awaitable[JobView | None]],
-    store: JobStore,
-    settings: Settings,
+    current: Callable[[bool], Awaitable[StatusView | None]],
+    feed: ChangeFeed,
 ) -> AsyncIterator[str]:
-    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, health_check_interval=30)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
-    try:
-        # Subscribe before the first read, so no change between the two is lost.
-        await pubsub.subscribe(store.keys.job_events(job_id))
+    # Watch before the first read, so no change between the two is lost.
+    with feed.watch(job_id) as changed:
         yield f"retry: {RETRY_MS}\n\n"
-        last: JobView | None = None
+        last: bytes | None = None
         last_sent = last_check = time.monotonic()
+        fresh = False
         while True:
-            view = await current()
+            view = await current(fresh)
             last_check = time.monotonic()
             if view is None:  # deleted while we watched
                 yield f"event: deleted\ndata: {json.dumps({'job_id': job_id})}\n\n"
                 return
-            if last is None or view.model_dump() != last.model_dump():
-                yield _event(view)
-                last, last_sent = view, time.monotonic()
-            if view.status.is_final:
+            if view.body != last:
+                yield f"data: {view.body.decode()}\n\n"  # an unnamed event: `EventSource.onmessage` gets it
+                last, last_sent = view.body, time.monotonic()
+            if view.final:
                 return
-            # Wait for a message, a recheck, a heartbeat or the client leaving, whichever comes first.
+            # Wait for a change, a recheck, a heartbeat or the client leaving, whichever comes first.
             while True:
                 if await request.is_disconnected():
                     return
@@ -138,24 +125,14 @@ async def _stream(
                     yield ": keep-alive\n\n"
                     last_sent = moment
                 if moment - last_check >= RECHECK_SECONDS:
+                    fresh = True  # past any cached view: this is for a change nobody announced
                     break
                 wait = min(
                     TICK_SECONDS, RECHECK_SECONDS - (moment - last_check), HEARTBEAT_SECONDS - (moment - last_sent)
                 )
-                message = await pubsub.get_message(timeout=max(wait, 0.01))
-                if message is not None:
-                    # Progress comes in bursts: take everything already queued, then read once.
-                    while await pubsub.get_message(timeout=0) is not None:
-                        pass
+                if await feed.wait(changed, wait):
+                    fresh = False
                     break
-    finally:
-        # The client may be gone and this task canceled: clean up regardless, within bounds.
-        with anyio.move_on_after(3, shield=True):
-            try:
-                await pubsub.aclose()
-                await client.aclose()
-            except Exception:  # the connection is dropped either way
-                log.debug("closing the event subscription of %s failed", job_id, exc_info=True)
 
 
 class EventsLink(BaseModel):

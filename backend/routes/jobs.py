@@ -11,11 +11,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from backend.auth import Caller, CallerDep, Documented, caller_of_link
-from backend.deps import ReaderDep, ReconcilerDep, StorageDep, StoreDep
+from backend.deps import ReconcilerDep, StorageDep, StoreDep
 from backend.errors import envelope, error_responses
-from backend.views import JobPage, JobView, ViewerDep
+from backend.status import MAX_WAIT_SECONDS, StatusViews, checked, etag_matches, not_found
+from backend.views import JobPage, JobView, ViewerDep, viewer_for
 from shared.errors import ErrorCode, ServiceError
-from shared.jobs import AsyncJobReader, JobRecord, JobStatus, is_job_id
+from shared.jobs import JobRecord, JobStatus, is_job_id
 from shared.keys import ResultName, result_key
 from shared.queue import mark_rq_canceled
 from shared.reconcile import Reconciler
@@ -33,38 +34,12 @@ _BYTE_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE
 _MAX_POSITION = 2**62
 
 
-def _not_found(job_id: str) -> ServiceError:
-    return ServiceError(ErrorCode.JOB_NOT_FOUND, f"There is no job {job_id!r}.", {"job_id": job_id})
-
-
-def checked(reconciler: Reconciler, record: JobRecord) -> JobRecord:
-    """The record once the reconciler has looked at it (a job whose worker died is released).
-    Storage being down must not hide the job: then it is shown as it is."""
-    try:
-        return reconciler.check(record)
-    except ServiceError:
-        return record
-
-
 def load_job(reconciler: Reconciler, job_id: str, caller: Caller) -> JobRecord:
     """The caller's job; another key's job does not exist for it (404, as an unknown id)."""
     record = reconciler.store.get(job_id) if is_job_id(job_id) else None
     if record is None or not caller.owns(record):
-        raise _not_found(job_id)
+        raise not_found(job_id)
     return checked(reconciler, record)
-
-
-async def read_job(reader: AsyncJobReader, reconciler: Reconciler, job_id: str, caller: Caller) -> JobRecord:
-    """`load_job` for the hot polling path: no thread hop unless a running job's heartbeat is late."""
-    record = await reader.get(job_id) if is_job_id(job_id) else None
-    if record is None or not caller.owns(record):
-        raise _not_found(job_id)
-    if (
-        record.status is JobStatus.RUNNING
-        and record.silent_seconds() >= reconciler.settings.worker_presence_ttl_seconds
-    ):
-        record = await run_in_threadpool(checked, reconciler, record)
-    return record
 
 
 @router.get("", response_model=JobPage, responses=error_responses(401, 503))
@@ -83,12 +58,44 @@ def list_jobs(
     return JobPage(jobs=views, total=total, offset=offset, limit=limit)
 
 
-@router.get("/{job_id}", response_model=JobView, responses=error_responses(401, 404, 503))
+_STATUS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The job. Its `ETag` changes with it: send it back as `If-None-Match`.",
+        "headers": {"ETag": {"schema": {"type": "string"}, "description": 'W/"<version>"'}},
+    },
+    304: {"description": "Not modified: the job is as the `If-None-Match` ETag says (no body)."},
+    **error_responses(401, 404, 503),
+}
+
+
+@router.get("/{job_id}", response_model=JobView, responses=_STATUS_RESPONSES)
 async def get_job(
-    job_id: str, caller: CallerDep, reader: ReaderDep, reconciler: ReconcilerDep, viewer: ViewerDep
-) -> JobView:
-    record = await read_job(reader, reconciler, job_id, caller)
-    return viewer(record)
+    job_id: str,
+    request: Request,
+    caller: CallerDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="Long poll: answer as soon as the job differs from `If-None-Match` (or, without "
+            "it, from how it is now), or after this many seconds. A final job answers at once.",
+        ),
+    ] = 0,
+    if_none_match: Annotated[str | None, Header(description="The ETag of the view you have.")] = None,
+) -> Response:
+    """The job's status. Cheap to poll: send the last `ETag` as `If-None-Match` and an
+    unchanged job answers 304 with no body; add `?wait=30` and it answers when it changes."""
+    statuses: StatusViews = request.app.state.statuses
+    viewer = viewer_for(request, caller)
+    if wait > 0:
+        view = await statuses.changed(job_id, caller, viewer, if_none_match, wait)
+    else:
+        view = await statuses.get(job_id, caller, viewer)
+    headers = {"ETag": view.etag, "Cache-Control": "private, no-cache"}
+    if etag_matches(if_none_match, view.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(view.body, media_type="application/json", headers=headers)
 
 
 def _position(digits: str) -> int:

@@ -20,7 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from fastapi import FastAPI
 
+from backend.main import create_app
 from backend.routes import events
 from shared.jobs import JobRecord, JobStage, JobStatus, JobStore, now
 from shared.keys import RedisKeys
@@ -42,8 +44,13 @@ def settings(service_settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def base_url(settings: Settings) -> Iterator[str]:
-    with live_api(settings) as url:
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def base_url(settings: Settings, app: FastAPI) -> Iterator[str]:
+    with live_api(settings, app) as url:
         yield url
 
 
@@ -133,9 +140,9 @@ def open_stream(base_url: str, job_id: str, **headers: str) -> Iterator[EventRea
         yield EventReader(response)
 
 
-def numsub(store: JobStore, job_id: str) -> int:
-    channel = store.keys.job_events(job_id)
-    return int(dict(store.redis.pubsub_numsub(channel))[channel.encode()])
+def watching(app: FastAPI) -> int:
+    """Streams (and long polls) this API process has waiting for a change (backend/changes.py)."""
+    return int(app.state.changes.waiting)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0, step: float = 0.05) -> bool:
@@ -150,7 +157,9 @@ def wait_for(condition: Callable[[], bool], timeout: float = 5.0, step: float = 
 # --- the stream -------------------------------------------------------------------------------
 
 
-def test_events_follow_every_step_in_order_and_the_stream_ends_on_success(base_url: str, store: JobStore) -> None:
+def test_events_follow_every_step_in_order_and_the_stream_ends_on_success(
+    base_url: str, app: FastAPI, store: JobStore
+) -> None:
     job_id = new_job(store)
     steps = [
         {"status": JobStatus.RUNNING, "stage": JobStage.FETCHING, "started_at": now(), "heartbeat_at": now()},
@@ -166,9 +175,9 @@ def test_events_follow_every_step_in_order_and_the_stream_ends_on_success(base_u
         assert first is not None and first.name == "message"
         assert first.job["job_id"] == job_id and first.job["status"] == "queued", "the current state comes first"
         assert stream.retry is not None and stream.retry > 0
-        assert numsub(store, job_id) == 1, "the stream listens on the job's channel"
+        assert watching(app) == 1, "the stream waits for the job's changes"
         for step in steps:
-            # A heartbeat-only write publishes too but changes nothing a client sees: no event for it.
+            # A heartbeat-only write changes nothing a client sees: no event for it.
             if first.job["status"] == "running":
                 assert store.update(job_id, heartbeat_at=now())
             assert store.update(job_id, **step)
@@ -188,7 +197,7 @@ def test_events_follow_every_step_in_order_and_the_stream_ends_on_success(base_u
         ("running", "rendering", 0.75),
         ("succeeded", "done", 1.0),
     ]
-    assert wait_for(lambda: numsub(store, job_id) == 0), "the subscription is released once the stream ends"
+    assert wait_for(lambda: watching(app) == 0), "the stream stops waiting once it ends"
 
 
 @pytest.mark.parametrize("status", [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED])
@@ -271,25 +280,25 @@ def test_keep_alive_comments_while_nothing_happens(base_url: str, store: JobStor
         assert comment is not None and comment.data == "" and comment.comments, comment
 
 
-def test_a_client_that_leaves_releases_the_subscription(base_url: str, store: JobStore) -> None:
+def test_a_client_that_leaves_stops_the_stream(base_url: str, app: FastAPI, store: JobStore) -> None:
     job_id = new_job(store, status=JobStatus.RUNNING, started_at=now(), heartbeat_at=now())
     with open_stream(base_url, job_id) as stream:
         assert stream.next().job["status"] == "running"  # type: ignore[union-attr]
-        assert numsub(store, job_id) == 1
+        assert watching(app) == 1
         # Polling keeps working beside an open stream.
         assert httpx.get(f"{base_url}/jobs/{job_id}").json()["status"] == "running"
     # The client hung up mid-stream (the job still runs): the server notices and unsubscribes.
-    assert wait_for(lambda: numsub(store, job_id) == 0, timeout=5), "the subscription outlived its client"
+    assert wait_for(lambda: watching(app) == 0, timeout=5), "the stream outlived its client"
 
 
-def test_many_clients_come_and_go_without_leaking(base_url: str, store: JobStore) -> None:
+def test_many_clients_come_and_go_without_leaking(base_url: str, app: FastAPI, store: JobStore) -> None:
     job_id = new_job(store)
     for _ in range(3):
         with contextlib.ExitStack() as stack:
             streams = [stack.enter_context(open_stream(base_url, job_id)) for _ in range(4)]
             for stream in streams:
                 assert stream.next().job["status"] == "queued"  # type: ignore[union-attr]
-            assert numsub(store, job_id) == 4
+            assert watching(app) == 4
             store.update(
                 job_id, status=JobStatus.RUNNING, stage=JobStage.FETCHING, started_at=now(), heartbeat_at=now()
             )
@@ -298,7 +307,7 @@ def test_many_clients_come_and_go_without_leaking(base_url: str, store: JobStore
             store.update(job_id, status=JobStatus.QUEUED, stage=JobStage.QUEUED)  # back, for the next round
             for stream in streams:
                 assert stream.next().job["status"] == "queued"  # type: ignore[union-attr]
-        assert wait_for(lambda: numsub(store, job_id) == 0, timeout=5)
+        assert wait_for(lambda: watching(app) == 0, timeout=5)
 
 
 def test_deleting_the_job_ends_the_stream_with_a_deleted_event(base_url: str, store: JobStore) -> None:
