@@ -40,4 +40,4 @@ CMD ["python", "-m", "backend.dashboard", "--host", "0.0.0.0", "--port", "9181"]
 FROM base AS api
 COPY backend/ backend/
 EXPOSE 8000
-CMD ["uvicorn", "backend.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "backend", "--host", "0.0.0.0", "--port", "8000"]

@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     # the API may do anything (frontend work on a loopback-bound stack only).
     api_auth: ApiAuth = "keys"
     # Signs the short-lived links of the API (event streams, results served through the API).
-    # Every API process must share it; empty outside production: a random one per process.
+    # Every API process must share it; empty outside production: a random one per run of the API
+    # (`python -m backend` hands one to all of its processes).
     secret_key: str = ""
     # Host names the API answers to (DNS rebinding); the host of PUBLIC_BASE_URL is always added. "*": any.
     allowed_hosts: str = "localhost,127.0.0.1,[::1]"
@@ -88,6 +89,8 @@ class Settings(BaseSettings):
     rq_dashboard_password: str = ""
 
     # --- API -----------------------------------------------------------------
+    # API processes `python -m backend` runs (uvicorn workers); 0: one per CPU core it may use.
+    api_processes: int = Field(0, ge=0, le=64)
     public_base_url: str = Field("", description="Base URL clients use for the API; empty: taken from the request.")
     max_upload_mb: int = Field(2048, ge=1)
     upload_part_mb: int = Field(8, ge=5, le=512)

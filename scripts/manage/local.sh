@@ -361,7 +361,8 @@ warn_open_api() {
 }
 
 start_api() {
-	start_process api python -m uvicorn backend.main:create_app --factory --host 127.0.0.1 --port "$API_PORT"
+	# One process per core (API_PROCESSES), sharing state through Redis only: backend/__main__.py.
+	start_process api python -m backend --host 127.0.0.1 --port "$API_PORT"
 	wait_ready api "${READY_TIMEOUT:-60}" check_http_ok "$API_URL/health"
 }
 

@@ -108,8 +108,7 @@ def test_images_are_pinned_or_built_here(spec: dict[str, Any]) -> None:
         assert "PYTHON_IMAGE" in build["args"] or "CUDA_IMAGE" in build["args"], name
     assert spec["secrets"]["extra_ca_certs"]["file"] == "${EXTRA_CA_CERTS:-/dev/null}"
     assert services["create-bucket"]["command"] == ["python", "-m", "shared.bucket"]
-    assert services["backend"]["command"][:2] == ["uvicorn", "backend.main:create_app"]
-    assert "--factory" in services["backend"]["command"]
+    assert services["backend"]["command"][:3] == ["python", "-m", "backend"]  # one process per core
     for name in WORKERS.values():
         assert "command" not in services[name], "the image's CMD (python -m worker) runs"
 

@@ -123,7 +123,8 @@ def test_backend_image_has_no_video_or_ml_stack_and_two_targets() -> None:
     assert re.findall(r"^EXPOSE .*$", by_name["api"], re.M) == ["EXPOSE 8000"]
     assert re.findall(r"^EXPOSE .*$", by_name["rq-dashboard"], re.M) == ["EXPOSE 9181"]
     assert "EXPOSE" not in by_name["base"]
-    assert 'CMD ["uvicorn", "backend.main:create_app", "--factory"' in by_name["api"]
+    # One API process per core, behind uvicorn's process manager (backend/__main__.py).
+    assert 'CMD ["python", "-m", "backend", "--host", "0.0.0.0", "--port", "8000"]' in by_name["api"]
     # The dashboard runs behind its login and checks (backend/dashboard.py), with none of the API's code.
     assert 'CMD ["python", "-m", "backend.dashboard", "--host", "0.0.0.0", "--port", "9181"]' in by_name["rq-dashboard"]
     assert re.findall(r"^COPY .*$", by_name["rq-dashboard"], re.M) == [

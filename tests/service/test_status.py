@@ -283,3 +283,33 @@ def test_several_api_processes_serve_one_job_consistently(two_apis: list[str], s
     assert [v.json() for v in views] == [woken.json()] * 2
     assert views[0].headers["etag"] == views[1].headers["etag"] == woken.headers["etag"]
 
+
+def test_python_m_backend_runs_several_processes_that_agree_on_one_job(
+    service_settings: Settings, store: JobStore, tmp_path: Path
+) -> None:
+    """The launcher manage.sh and the backend image run: API_PROCESSES uvicorn workers on one port."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "api.log").open("wb")
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "backend", "--port", str(port)],
+        cwd=ROOT, env=env_for(service_settings, API_PROCESSES="2"), stdout=log, stderr=log,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _healthy(url), 60, f"the API\n{(tmp_path / 'api.log').read_text()}")
+        children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode() for pid in children]
+        # multiprocessing's spawned children, beside its resource tracker
+        servers = [c for c in commands if "multiprocessing.spawn" in c and "resource_tracker" not in c]
+        assert len(servers) == 2, f"two API processes under the launcher: {commands}"
+        job_id = new_job(store)
+        # Fresh connections, so the kernel hands them to either process.
+        etags = {httpx.get(f"{url}/jobs/{job_id}", headers={"Connection": "close"}).headers["etag"] for _ in range(20)}
+        assert len(etags) == 1
+        start(store, job_id)
+        seen = [httpx.get(f"{url}/jobs/{job_id}", headers={"Connection": "close"}).json() for _ in range(20)]
+        assert {view["status"] for view in seen} == {"running"}, "no process kept the old view"
+    finally:
+        launcher.terminate()
+        assert launcher.wait(30) == 0, (tmp_path / "api.log").read_text()
+        log.close()
