@@ -33,6 +33,9 @@ from shared.storage import Storage
 
 log = logging.getLogger(__name__)
 
+# Redis connections of one API process's event loop; more concurrent commands queue for one.
+ASYNC_REDIS_CONNECTIONS = 32
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -58,9 +61,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.redis = client
     keys = RedisKeys(settings.key_prefix)
     app.state.store = JobStore(client, keys)
-    async_client = redis.asyncio.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, **async_redis_retry_options()
+    # Requests wait for one of a few connections: a plain pool refuses the 101st concurrent
+    # command ("Too many connections", a 503 for the client) when a thousand pollers come at once.
+    async_pool = redis.asyncio.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=ASYNC_REDIS_CONNECTIONS,
+        timeout=5,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        **async_redis_retry_options(),
     )
+    async_client = redis.asyncio.Redis(connection_pool=async_pool)
     app.state.reader = AsyncJobReader(async_client, keys)
     app.state.api_keys = AsyncApiKeyReader(async_client, keys)
     app.state.links = LinkSigner(settings.secret_key, needed=settings.api_auth == "keys")

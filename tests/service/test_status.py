@@ -7,6 +7,7 @@ beyond "before the wait ran out" and "not before it did".
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import subprocess
 import sys
@@ -220,6 +221,23 @@ def test_without_the_change_feed_a_long_poll_still_sees_the_change(
             response = answer.result(timeout=30)
         assert response.status_code == 200 and response.json()["status"] == "running"
         assert get(api, job_id).json()["status"] == "running", "nothing is cached while changes cannot be heard"
+
+
+def test_a_burst_of_polls_beyond_the_redis_connections_waits_for_one_instead_of_failing(
+    service_settings: Settings, store: JobStore
+) -> None:
+    # redis-py's plain async pool refuses the 101st concurrent command ("Too many connections"):
+    # a thousand pollers arriving together got 503s. Redis paused for a second piles them up.
+    ids = [new_job(store) for _ in range(150)]
+
+    async def burst(api: str) -> list[int]:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=200), timeout=30) as client:
+            store.redis.execute_command("CLIENT", "PAUSE", "1000", "ALL")
+            answers = await asyncio.gather(*(client.get(f"{api}/jobs/{job_id}") for job_id in ids))
+        return [answer.status_code for answer in answers]
+
+    with live_api(service_settings) as api:
+        assert asyncio.run(burst(api)) == [200] * len(ids)
 
 
 @pytest.mark.parametrize("wait", ["-1", "61", "soon"])
