@@ -14,8 +14,9 @@ A cache is only as good as its invalidations: while the subscription is down
 every time, waiters fall back to re-reading every `DEGRADED_POLL_SECONDS`,
 and on reconnecting everything cached before is dropped (`epoch` moves on).
 
-The subscription starts with the first request that needs it, on that
-request's event loop (uvicorn's `lifespan` may be off, as in the tests).
+The subscription starts with the app (its lifespan), or else with the first
+request that needs it, on that request's event loop (tests run uvicorn with
+`lifespan` off).
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ class ChangeFeed:
             return
         self._loop = loop
         self._task = loop.create_task(self._listen(), name="job-change-feed")
+
+    async def stop(self) -> None:
+        """Stop listening (the app's shutdown): nothing is cached or heard after this."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     def generation(self, job_id: str) -> tuple[int, int]:
         """Changes seen so far of one job: equal before and after a read means none came between."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "For frontend work on a loopback-bound stack only; production refuses it."
         )
     app = FastAPI(
+        lifespan=_lifespan,
         title="Dance analysis API",
         version=__version__,
         description="Upload a dance video; get every dancer's tracked pose, an annotated video and metrics.",
@@ -104,6 +107,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The web page (plain HTML/JS, no build step): upload, live progress, results viewer.
     app.mount("/app", StaticFiles(directory=Path(__file__).parent / "static", html=True), name="web")
     return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Listening for job changes from the start, so the first polls are answered from memory too.
+    app.state.changes.ensure_running()
+    yield
+    await app.state.changes.stop()
 
 
 _JOB_PATH = re.compile(r"^/jobs/([0-9a-f]{32})(?:/|$)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import httpx
 import pytest
 import redis
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from backend import changes
 from backend.main import create_app
@@ -27,7 +29,7 @@ from shared.jobs import JobRecord, JobStage, JobStatus, JobStore, now
 from shared.keys import RedisKeys
 from shared.settings import Settings
 from tests.processes import ROOT, env_for, live_api, wait_for
-from tests.services import free_port
+from tests.services import free_port, launch_redis
 
 pytestmark = pytest.mark.service
 
@@ -223,6 +225,13 @@ def test_without_the_change_feed_a_long_poll_still_sees_the_change(
         assert get(api, job_id).json()["status"] == "running", "nothing is cached while changes cannot be heard"
 
 
+def test_the_change_feed_listens_from_the_start_and_stops_with_the_app(service_settings: Settings) -> None:
+    app = create_app(service_settings)
+    with TestClient(app):  # runs the app's lifespan, as uvicorn does
+        wait_for(lambda: app.state.changes.live, 10, "the feed to listen before any request")
+    assert app.state.changes._task is None
+
+
 def test_a_burst_of_polls_beyond_the_redis_connections_waits_for_one_instead_of_failing(
     service_settings: Settings, store: JobStore
 ) -> None:
@@ -238,6 +247,41 @@ def test_a_burst_of_polls_beyond_the_redis_connections_waits_for_one_instead_of_
 
     with live_api(service_settings) as api:
         assert asyncio.run(burst(api)) == [200] * len(ids)
+
+
+def test_after_redis_restarts_no_view_from_before_is_served(
+    service_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Changes made while the feed was down were never heard: what it cached before must go."""
+    import backend.status
+
+    monkeypatch.setattr(backend.status, "TRUST_SECONDS", 600.0)  # only the feed's reset can drop the view
+    (tmp_path / "redis").mkdir()
+    server = launch_redis(tmp_path / "redis", persistent=True)
+    try:
+        settings = service_settings.model_copy(update={"redis_url": server.url})
+        store = JobStore(redis.Redis.from_url(server.url), RedisKeys(settings.key_prefix))
+        job_id = new_job(store)
+        app = create_app(settings)
+        with live_api(settings, app) as api:
+            get(api, job_id)  # starts the change feed
+            wait_for(lambda: app.state.changes.live, 10, "the change feed to listen")
+            etag = get(api, job_id).headers["etag"]
+            hits = app.state.statuses.hits
+            assert get(api, job_id, etag).status_code == 304 and app.state.statuses.hits == hits + 1, "cached"
+            time.sleep(1.5)  # appendfsync everysec: on disk
+            server.server.process.send_signal(signal.SIGKILL)
+            server.server.process.wait(10)
+            wait_for(lambda: not app.state.changes.live, 10, "the feed to notice Redis is gone")
+            server = launch_redis(tmp_path / "redis", persistent=True, port=server.port)
+            # Changed behind the feed's back: while it reconnects, and in a way no PUBLISH announces.
+            store.redis.hset(store.keys.job(job_id), mapping={"status": "canceled", "version": "7"})
+            wait_for(lambda: app.state.changes.live, 30, "the change feed to listen again")
+            answer = get(api, job_id, etag)
+            assert answer.status_code == 200 and answer.json()["status"] == "canceled"
+            assert answer.headers["etag"] == 'W/"7"'
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("wait", ["-1", "61", "soon"])
