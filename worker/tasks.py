@@ -131,8 +131,16 @@ def _run_attempt(ctx: WorkerContext, record: JobRecord) -> str:
 
 
 def _observe(ctx: WorkerContext, record: JobRecord, reporter: JobReporter, outcome: JobStatus) -> None:
-    """The run's figures for /metrics (shared/metrics.py); a failure to write them is only logged."""
+    """The run's figures for /metrics (shared/metrics.py), and in the log; a failure to write them is only logged."""
     finished = time.time()
+    # Per job, where /metrics only has sums: where the time of one slow job went.
+    log.info(
+        "job %s %s in %.2f s: %s",
+        record.job_id,
+        outcome.value,
+        finished - record.started_at if record.started_at else 0.0,
+        ", ".join(f"{timing.stage} {timing.seconds:.2f} s" for timing in reporter.timings) or "no stage completed",
+    )
     Metrics(ctx.redis, ctx.store.keys).job_done(
         status=outcome.value,
         waited_seconds=finished - record.created_at,

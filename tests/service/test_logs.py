@@ -76,6 +76,9 @@ def test_every_line_a_worker_logs_while_a_job_runs_carries_its_id(
     # Our own lines and RQ's (its "Job OK" comes after the record says succeeded).
     assert {"worker.tasks", "rq.worker"} <= loggers, about
     assert any("Job OK" in line["message"] for line in about if line["logger"] == "rq.worker")
+    # One line says where the run's time went, stage by stage.
+    (summary,) = [line["message"] for line in about if line["message"].startswith(f"job {job_id} succeeded in ")]
+    assert all(f"{stage} " in summary for stage in ("fetching", "listening", "rendering", "uploading")), summary
     # No colour codes, no second plain-text handler from RQ: every line above parsed as JSON.
     assert not any("\x1b" in line["message"] for line in lines)
     # Lines outside any job have no id.
