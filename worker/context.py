@@ -1,6 +1,6 @@
 """Resources a worker process creates once and every job reuses: settings,
-Redis, storage, the job store, the queue, the reconciler and the analyzer
-(with its models loaded)."""
+Redis, storage, the job store, the queue, the reconciler, the analyzer
+(with its models loaded) and the beat trackers (Essentia imported and configured)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from shared.reconcile import Reconciler
 from shared.settings import Settings, get_settings, redis_retry_options
 from shared.storage import Storage
 from worker.analysis import Analyzer, load_analyzer
+from worker.pipeline import beats
 
 
 @dataclass
@@ -56,6 +57,9 @@ def build_context(
     storage = Storage(settings)
     storage.open_uploads = OpenUploads(client, keys)
     queue = get_queue(settings, client)
+    # Every analysis listens for beats: Essentia's import and set-up (about 1 s of CPU) belong to
+    # the worker's start, as the models' loading does, not to its first job.
+    beats.preload()
     return WorkerContext(
         settings=settings,
         redis=client,

@@ -164,6 +164,27 @@ def test_confidence_is_measured_window_by_window(monkeypatch: pytest.MonkeyPatch
     assert steady is not None and steady >= 3.5
 
 
+def test_the_reused_trackers_find_what_new_ones_find_signal_after_signal() -> None:
+    # A worker configures each Essentia tracker once and reuses it, reset after each use, from job
+    # to job: configuring one costs more than tracking a short clip. Without the reset a reused
+    # BeatTrackerMultiFeature raised or found other beats on the next signal; a failed run
+    # (RhythmExtractor2013 raises on empty audio) leaves nothing behind for the next one either.
+    standard = beats._essentia()
+    assert standard is not None
+    signals = [click_audio(np.arange(0.3, 11.8, 60 / bpm), 12.0, seed=n) for n, bpm in enumerate((97, 120, 143))]
+    for samples in [signals[0], signals[1], np.zeros(0, np.float32), signals[2], signals[0]]:
+        if not samples.size:
+            with pytest.raises(RuntimeError):
+                beats._degara(standard, samples)
+            continue
+        fresh = standard.RhythmExtractor2013(method="degara", minTempo=beats.MIN_TEMPO, maxTempo=beats.MAX_TEMPO)
+        _, fresh_ticks, *_ = fresh(samples)
+        ticks, _ = beats._degara(standard, samples)
+        assert np.array_equal(ticks, fresh_ticks)
+        rater = standard.BeatTrackerMultiFeature(minTempo=beats.MIN_TEMPO, maxTempo=beats.MAX_TEMPO)
+        assert beats._confidence(standard, samples) == float(rater(samples)[1])
+
+
 def test_a_video_without_audio_is_skipped_with_a_reason(tmp_path: Path) -> None:
     path = tmp_path / "mute.mp4"
     write_music_video(path, None, seconds=2.0)

@@ -20,10 +20,13 @@ audio (10.6 MB per minute) and Essentia's copy of one window of it at a time
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import logging
 import math
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -111,6 +114,50 @@ def _essentia() -> ModuleType | None:
         log.warning("beat tracking is not available: essentia does not import (%s)", exc)
         return None
     return standard
+
+
+# Configured Essentia algorithms, made once per thread and reused. Configuring one costs more than
+# tracking 10 s of audio with it (RhythmExtractor2013 0.09-0.11 s, BeatTrackerMultiFeature 0.065 s,
+# against 0.03 and 0.12 s to track 10 s): 0.25 s of a 10 s clip's 0.45 s of listening went to it.
+# Each is reset after every use, which is what makes reuse safe: without a reset a
+# BeatTrackerMultiFeature given a second signal raised "TempoTapMaxAgreement: tick values must be
+# in ascending order" or found other beats; with it, the same beats as a fresh instance
+# (tests/unit/test_beats.py). The reset also frees what it held of the last signal.
+_configured = threading.local()
+
+
+@contextlib.contextmanager
+def _algorithm(standard: ModuleType, name: str, **parameters: Any) -> Iterator[Any]:
+    """Essentia's `standard.<name>(**parameters)`, configured once per thread, reset after each use."""
+    made: dict[tuple[Any, ...], Any] = _configured.__dict__.setdefault("algorithms", {})
+    key = (id(standard), name, *sorted(parameters.items()))
+    algorithm = made.get(key)
+    if algorithm is None:
+        algorithm = made[key] = getattr(standard, name)(**parameters)
+    try:
+        yield algorithm
+    finally:
+        algorithm.reset()
+
+
+def _degara_tracker(standard: ModuleType) -> contextlib.AbstractContextManager[Any]:
+    return _algorithm(standard, "RhythmExtractor2013", method="degara", minTempo=MIN_TEMPO, maxTempo=MAX_TEMPO)
+
+
+def _confidence_tracker(standard: ModuleType) -> contextlib.AbstractContextManager[Any]:
+    return _algorithm(standard, "BeatTrackerMultiFeature", minTempo=MIN_TEMPO, maxTempo=MAX_TEMPO)
+
+
+def preload() -> None:
+    """Import Essentia and configure its trackers now, in the thread that will run jobs: a worker
+    calls this at start, so its first job does not wait for them (the import alone took 0.8-0.9 s
+    of CPU here)."""
+    standard = _essentia()
+    if standard is None:
+        return
+    for tracker in (_degara_tracker, _confidence_tracker):
+        with tracker(standard):
+            pass
 
 
 def tracker_info() -> dict[str, Any]:
@@ -240,17 +287,17 @@ def _confidence(standard: ModuleType, samples: np.ndarray) -> float | None:
     None when it fails on every window.
 
     Windows keep its memory bounded (it holds about twice the audio it is given); a short last
-    window is merged into the one before it. A fresh tracker per window: one Essentia instance
-    given a second, different signal raised "TempoTapMaxAgreement: tick values must be in
-    ascending order" (essentia 2.1b6.dev1389)."""
+    window is merged into the one before it. The tracker is reset after each window (see
+    `_algorithm`): one Essentia instance given a second, different signal without a reset raised
+    "TempoTapMaxAgreement: tick values must be in ascending order" (essentia 2.1b6.dev1389)."""
     window = int(CONFIDENCE_WINDOW_S * SAMPLE_RATE)
     starts = list(range(0, max(len(samples) - window // 2, 1), window))
     total, weight = 0.0, 0
     for i, begin in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else len(samples)
-        tracker = standard.BeatTrackerMultiFeature(minTempo=MIN_TEMPO, maxTempo=MAX_TEMPO)
         try:
-            _, confidence = tracker(samples[begin:end])
+            with _confidence_tracker(standard) as tracker:
+                _, confidence = tracker(samples[begin:end])
         except RuntimeError as exc:
             log.warning("beat confidence of %.0f-%.0f s not measured: %s", begin / SAMPLE_RATE, end / SAMPLE_RATE, exc)
             continue
@@ -260,8 +307,8 @@ def _confidence(standard: ModuleType, samples: np.ndarray) -> float | None:
 
 
 def _degara(standard: ModuleType, samples: np.ndarray) -> tuple[np.ndarray, float]:
-    extractor = standard.RhythmExtractor2013(method="degara", minTempo=MIN_TEMPO, maxTempo=MAX_TEMPO)
-    bpm, ticks, _, _, _ = extractor(np.ascontiguousarray(samples, dtype=np.float32))
+    with _degara_tracker(standard) as extractor:
+        bpm, ticks, _, _, _ = extractor(np.ascontiguousarray(samples, dtype=np.float32))
     return np.asarray(ticks, dtype=np.float64), float(bpm)
 
 
