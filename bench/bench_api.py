@@ -1,38 +1,45 @@
-"""Benchmark the API path: upload streaming, mock end-to-end time, poll latency.
+"""Benchmark the API path: upload streaming, mock end-to-end time, status polls at scale.
 
-    .venv/bin/python bench/bench_api.py [--upload-mb 1024] [--pollers 200]
+    .venv/bin/python bench/bench_api.py [--upload-mb 1024] [--pollers 200,1000]
 
-Starts its own real Redis and SeaweedFS (as the tests do), the API under
-uvicorn and one mock-mode worker, each as its own process, then prints the
-figures below. The API runs as a user runs it: API keys required, one
-SECRET_KEY shared by every API process started here, and an admin key made in
-the bench's Redis and sent on every request (the raw pollers' too).
+Starts its own real Redis and SeaweedFS (as the tests do), the API as users run
+it (`python -m backend`) and a mock-mode worker, each as its own process, then
+prints the figures below, each next to its goal. The API runs with API keys
+required, one SECRET_KEY shared by every API process started here, and an
+admin key made in the bench's Redis and sent on every request (the raw
+pollers' too).
 
 1. a large upload through POST /analyze: throughput and the API process's
    peak RSS, against a direct boto3 multipart upload of the same bytes to the
    same S3 server in this script (the baseline: what storage alone allows);
-2. upload → `succeeded` for a 10 s 720p 30 fps clip in mock mode, against a
+2. upload -> `succeeded` for a 10 s 720p 30 fps clip in mock mode, against a
    plain decode + H.264 encode of the same clip here (the render floor);
-3. GET /jobs/{id} latency p50/p99 with N concurrent pollers (each polling
-   every 0.5 s), against GET / (no Redis) under the same load;
-4. polling while the worker is busy: 100 pollers on 20 queued mock jobs, first
-   with no worker (idle), then with one mock worker chewing through them, at
-   niceness 0 and at 10 (what worker/__main__.py applies), repeated to show the
-   spread. Optional variants start the worker in its own session, as
+3. status polls: N pollers (200 and 1,000), each following its own job (half
+   queued, half succeeded with five result links) with one GET /jobs/{id} per
+   0.5 s, plain and with If-None-Match, on 1 API process and on one per core:
+   p50/p99, API CPU per request (every API process), and GET / under the same
+   load as the baseline (the server's own cost). Then pollers are added step by
+   step until p99 passes 20 ms: the request rate the API sustains at that p99;
+4. polling while the worker is busy: the same pollers, the first ones on 20
+   queued mock jobs, first with no worker (idle), then with a mock worker
+   chewing through them at niceness 10 (what worker/__main__.py applies).
+   Other rows start the worker at nice 0 or in its own session, as
    `manage.sh local` does, where the kernel's autogroups make niceness alone
-   useless (see `Variant`), and an API whose `app.state` dependencies are
-   async (no threadpool hop per dependency).
+   useless (see `Variant`).
 
-    .venv/bin/python bench/bench_api.py --busy-only --variants all
+    .venv/bin/python bench/bench_api.py --skip-upload --skip-mock --skip-busy   # section [3] only
 
-Figures, not assertions: the machines are shared and noisy.
+Figures, not assertions: the machines are shared and noisy. Each section
+repeats (3 times by default) and prints every repeat's p99 and the spread.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import resource
 import secrets
 import statistics
 import subprocess
@@ -52,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shared.apikeys import ApiKeyStore  # noqa: E402
+from shared.jobs import JobRecord, JobStage, JobStatus, JobStore, new_job_id  # noqa: E402
 from shared.keys import RedisKeys  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from shared.storage import Storage  # noqa: E402
@@ -186,85 +194,139 @@ def bench_upload(api: str, api_pid: int, settings: Settings, megabytes: int, hea
         httpx.post(f"{api}/jobs/{job['job_id']}/cancel", headers=headers)
 
 
-def bench_mock_job(api: str, work: Path, headers: dict[str, str]) -> str:
+def bench_mock_job(api: str, work: Path, headers: dict[str, str], repeats: int) -> None:
     clip = make_clip(work / "clip720.mp4", seconds=10, fps=30, size=(1280, 720), audio=True)
 
     import av  # the render floor: decode and re-encode the same clip here
 
-    start = time.perf_counter()
-    with av.open(str(clip)) as source, av.open(str(work / "floor.mp4"), "w") as out:
-        stream = out.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
-        stream.options = {"preset": "veryfast"}
-        for frame in source.decode(video=0):
-            image = frame.to_ndarray(format="bgr24")
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
-        out.mux(stream.encode(None))
-    floor_s = time.perf_counter() - start
+    floors, totals, uploads = [], [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        with av.open(str(clip)) as source, av.open(str(work / "floor.mp4"), "w") as out:
+            stream = out.add_stream("libx264", rate=30)
+            stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+            stream.options = {"preset": "veryfast"}
+            for frame in source.decode(video=0):
+                image = frame.to_ndarray(format="bgr24")
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+            out.mux(stream.encode(None))
+        floors.append(time.perf_counter() - start)
 
-    start = time.perf_counter()
-    with clip.open("rb") as handle:
-        response = httpx.post(
-            f"{api}/analyze", files={"file": ("clip720.mp4", handle, "video/mp4")}, headers=headers, timeout=60
-        )
-    job = response.raise_for_status().json()
-    uploaded_s = time.perf_counter() - start
-    status = {}
-    while time.perf_counter() - start < 120:
-        status = httpx.get(f"{api}/jobs/{job['job_id']}", headers=headers).raise_for_status().json()
-        if status["status"] in ("succeeded", "failed", "canceled"):
-            break
-        time.sleep(0.05)
-    total_s = time.perf_counter() - start
-    print(f"\n[2] 10 s 720p30 clip, mock mode: upload -> {status.get('status')}")
-    print(f"    upload              {uploaded_s:8.2f} s")
-    print(f"    upload -> final     {total_s:8.2f} s   (goal < 5 s)")
-    print(f"    decode+encode floor {floor_s:8.2f} s   ratio {total_s / floor_s:.2f}x the floor")
-    return str(job["job_id"])
+        start = time.perf_counter()
+        with clip.open("rb") as handle:
+            response = httpx.post(
+                f"{api}/analyze", files={"file": ("clip720.mp4", handle, "video/mp4")}, headers=headers, timeout=60
+            )
+        job = response.raise_for_status().json()
+        uploads.append(time.perf_counter() - start)
+        status: dict[str, Any] = {}
+        while time.perf_counter() - start < 120:
+            status = httpx.get(f"{api}/jobs/{job['job_id']}", headers=headers).raise_for_status().json()
+            if status["status"] in ("succeeded", "failed", "canceled"):
+                break
+            time.sleep(0.05)
+        totals.append(time.perf_counter() - start)
+        if status.get("status") != "succeeded":
+            print(f"    the mock job ended {status.get('status')}: {status.get('error')}")
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.median(values):6.2f} s  (" + " / ".join(f"{v:.2f}" for v in values) + ")"
+
+    print(f"\n[2] 10 s 720p30 clip, mock mode, upload -> succeeded; median (each of {repeats} runs)")
+    print(f"    upload              {spread(uploads)}")
+    print(f"    upload -> final     {spread(totals)}   goal < 5 s")
+    print(
+        f"    decode+encode floor {spread(floors)}   ratio {statistics.median(totals) / statistics.median(floors):.2f}x"
+    )
 
 
-async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> None:
+@dataclass
+class Poll:
+    """What one raw poll got back."""
+
+    status: bytes
+    etag: bytes | None
+
+
+async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> Poll:
     """One keep-alive GET on a raw connection: a load generator far cheaper than an HTTP library,
     so the figures measure the server, not the client sharing its two cores."""
     writer.write(request)
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     status = head[9:12]
-    if status != b"200":
-        raise RuntimeError(f"HTTP {status.decode()}")
-    length = 0
+    length, etag = 0, None
     for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
+        name = line[:15].lower()
+        if name.startswith(b"content-length:"):
             length = int(line.split(b":")[1])
+        elif name.startswith(b"etag:"):
+            etag = line.split(b":", 1)[1].strip()
     await reader.readexactly(length)
+    return Poll(status, etag)
 
 
-async def _pollers(url: str | list[str], count: int, seconds: float, interval: float, key: str) -> list[float]:
-    """Latencies of `count` keep-alive pollers; poller i polls urls[i % len(urls)] (all on one server).
+@dataclass
+class PollRun:
+    latencies: list[float]
+    not_modified: int  # answers that were 304
+    seconds: float
+    errors: dict[str, int]  # other answers, by status (an overloaded API answers 503 after 5 s)
 
-    Every request carries the API key, as a client's would (GET / ignores it)."""
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds
+
+
+async def _pollers(
+    url: str | list[str], count: int, seconds: float, interval: float, key: str, conditional: bool = False
+) -> PollRun:
+    """`count` keep-alive pollers, each one GET per `interval`; poller i polls urls[i % len(urls)]
+    (all on one server). `conditional`: each sends the ETag it last got as If-None-Match, as a
+    client following the README does. Every request carries the API key, as a client's would."""
     urls = [url] if isinstance(url, str) else url
     parsed = [httpx.URL(u) for u in urls]
     requests = [
-        f"GET {u.raw_path.decode()} HTTP/1.1\r\nHost: {u.host}\r\nAuthorization: Bearer {key}\r\n\r\n".encode()
+        f"GET {u.raw_path.decode()} HTTP/1.1\r\nHost: {u.host}\r\nAuthorization: Bearer {key}\r\n".encode()
         for u in parsed
     ]
     latencies: list[float] = []
+    not_modified = 0
+    errors: dict[str, int] = {}
 
     async def poll(index: int, offset: float) -> None:
+        nonlocal not_modified
         request = requests[index % len(requests)]
         reader, writer = await asyncio.open_connection(parsed[0].host, parsed[0].port)
         await asyncio.sleep(offset)
+        etag: bytes | None = None
         stop = time.perf_counter() + seconds
         while time.perf_counter() < stop:
+            condition = b"If-None-Match: " + etag + b"\r\n" if conditional and etag else b""
             began = time.perf_counter()
-            await _get(reader, writer, request)
+            answer = await _get(reader, writer, request + condition + b"\r\n")
             latencies.append(time.perf_counter() - began)
+            not_modified += answer.status == b"304"
+            if answer.status not in (b"200", b"304"):
+                errors[answer.status.decode()] = errors.get(answer.status.decode(), 0) + 1
+            etag = answer.etag or etag
             await asyncio.sleep(max(0.0, interval - (time.perf_counter() - began)))
         writer.close()
 
     await asyncio.gather(*(poll(i, i * interval / count) for i in range(count)))
-    return latencies
+    # Each poller polls for `seconds` from its own start: the offered rate is count / interval.
+    return PollRun(latencies, not_modified, seconds, errors)
+
+
+def run_pollers(*args: Any, **kwargs: Any) -> PollRun:
+    """`_pollers` on uvloop when it is there: the load generator shares the machine's cores."""
+    try:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(_pollers(*args, **kwargs))
+    except ImportError:
+        return asyncio.run(_pollers(*args, **kwargs))
 
 
 def _percentiles(values: list[float]) -> tuple[float, float]:
@@ -272,42 +334,189 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
     return ordered[len(ordered) // 2] * 1000, ordered[int(len(ordered) * 0.99)] * 1000
 
 
-def bench_polling(api: str, job_id: str, pollers: int, key: str, seconds: float = 10, interval: float = 0.5) -> None:
-    base = asyncio.run(_pollers(f"{api}/", pollers, seconds, interval, key))
-    jobs = asyncio.run(_pollers(f"{api}/jobs/{job_id}", pollers, seconds, interval, key))
-    b50, b99 = _percentiles(base)
-    j50, j99 = _percentiles(jobs)
-    print(f"\n[3] {pollers} concurrent pollers, one poll each per {interval} s for {seconds:.0f} s")
-    print(f"    GET /jobs/{{id}}  p50 {j50:6.1f} ms  p99 {j99:6.1f} ms  ({len(jobs)} requests; goal p99 < 20 ms)")
-    print(f"    GET / baseline   p50 {b50:6.1f} ms  p99 {b99:6.1f} ms  ({len(base)} requests)")
-    print(f"    ratio p99 {j99 / b99:.2f}")
+# --- [3] status polls: latency, CPU per poll, the rate at p99 = 20 ms, 1 process against N ------
+
+P99_GOAL_MS = 20.0
+CPU_GOAL_MS = 1.0
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (the API's launcher and its uvicorn workers)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        queue.extend(int(child) for child in children)
+    return found
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):  # gone
+            total += cpu_seconds(pid)
+    return total
+
+
+class Api:
+    """`python -m backend --processes N`, as manage.sh and the backend image run it."""
+
+    def __init__(self, env: dict[str, str], log: Any, processes: int) -> None:
+        self.processes = processes
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "backend", "--port", str(port), "--processes", str(processes)]
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        wait_healthy(self.url)
+        deadline = time.monotonic() + 30
+        while len(process_tree(self.process.pid)) < 1 + (processes if processes > 1 else 0):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not start {processes} processes")
+            time.sleep(0.1)
+
+    def pids(self) -> list[int]:
+        return process_tree(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def seed_jobs(settings: Settings, owner: str, count: int) -> list[str]:
+    """`count` job records as clients have them: half queued, half succeeded with their five result
+    links (the costlier view). Written straight to the store: uploading 1,000 videos would measure
+    uploads."""
+    store = JobStore(Redis.from_url(settings.redis_url), RedisKeys(settings.key_prefix))
+    results = ["annotated.mp4", "poses.json", "poses.csv", "metrics.json", "beats.json"]
+    ids = []
+    for i in range(count):
+        done = i % 2 == 1
+        record = JobRecord(
+            job_id=new_job_id(), owner=owner, filename=f"dance-{i}.mp4", size_bytes=12_345_678, mode="mock",
+            status=JobStatus.SUCCEEDED if done else JobStatus.QUEUED, stage=JobStage.DONE if done else JobStage.QUEUED,
+            progress=1.0 if done else 0.0, frames_done=300 if done else 0, frames_total=300,
+            started_at=time.time() if done else None, finished_at=time.time() if done else None,
+            results=results if done else [], video={"width": 1280, "height": 720, "fps": 30.0, "duration": 10.0},
+        )  # fmt: skip
+        store.create(record)
+        ids.append(record.job_id)
+    return ids
+
+
+@dataclass
+class PollRow:
+    runs: list[PollRun]
+    cpu_ms: list[float]  # API CPU (every process) per request, per run
+
+
+def _measure_polls(
+    api: Api, urls: list[str], key: str, pollers: int, seconds: float, conditional: bool
+) -> tuple[PollRun, float]:
+    pids = api.pids()
+    before = tree_cpu_seconds(pids)
+    run = run_pollers(urls, pollers, seconds, 0.5, key, conditional)
+    return run, (tree_cpu_seconds(pids) - before) / max(len(run.latencies), 1) * 1000
+
+
+def knee(api: Api, urls: list[str], key: str, conditional: bool, seconds: float) -> str:
+    """The request rate at which p99 reaches the goal: pollers added step by step (each polls
+    every 0.5 s) until p99 passes 20 ms or the API falls behind, then interpolated."""
+    last_ok: tuple[float, float] | None = None
+    for pollers in (200, 400, 700, 1000, 1400, 2000, 2800, 4000):
+        run, _ = _measure_polls(api, urls, key, pollers, seconds, conditional)
+        p99 = _percentiles(run.latencies)[1]
+        behind = run.rate < 0.9 * pollers / 0.5 or bool(run.errors)
+        if p99 > P99_GOAL_MS or behind:
+            if last_ok is None:
+                return f"p99 {p99:.1f} ms already at {run.rate:.0f} req/s"
+            rate0, p0 = last_ok
+            at = rate0 + (run.rate - rate0) * (P99_GOAL_MS - p0) / max(p99 - p0, 1e-9) if not behind else rate0
+            return f"~{at:.0f} req/s (p99 {p0:.1f} ms at {rate0:.0f}, {p99:.1f} ms at {run.rate:.0f})"
+        last_ok = (run.rate, p99)
+    assert last_ok is not None
+    return f"> {last_ok[0]:.0f} req/s (p99 {last_ok[1]:.1f} ms at the last step)"
+
+
+def bench_status_polls(
+    env: dict[str, str], work: Path, settings: Settings, key: str, *, pollers: list[int], processes: list[int],
+    repeats: int, seconds: float, knee_seconds: float,
+) -> None:  # fmt: skip
+    """Section [3]: each poller follows its own job, as clients do."""
+    from shared.apikeys import key_id_of
+
+    jobs = seed_jobs(settings, key_id_of(key) or "", max(pollers))
+    log = (work / "polls.log").open("wb")
+    rows: dict[str, PollRow] = {}
+    knees: dict[str, list[str]] = {}
+    try:
+        for repeat in range(repeats):
+            for count in processes:
+                api = Api(env, log, count)
+                try:
+                    urls = [f"{api.url}/jobs/{job_id}" for job_id in jobs]
+                    for n in pollers:
+                        for kind in ("plain", "If-None-Match", "GET / (baseline)"):
+                            label = f"{n} pollers, {count} process{'es' if count > 1 else ''}, {kind}"
+                            targets = [f"{api.url}/"] if kind.startswith("GET /") else urls[:n]
+                            run, cpu = _measure_polls(api, targets, key, n, seconds, kind == "If-None-Match")
+                            row = rows.setdefault(label, PollRow([], []))
+                            row.runs.append(run)
+                            row.cpu_ms.append(cpu)
+                            p50, p99 = _percentiles(run.latencies)
+                            print(f"    repeat {repeat + 1}, {label}: p50 {p50:.1f} p99 {p99:.1f} ms, "
+                                  f"{run.rate:.0f} req/s, API CPU {cpu:.3f} ms/req, {run.not_modified} x 304"
+                                  f"{f', errors {run.errors}' if run.errors else ''}",
+                                  flush=True)  # fmt: skip
+                    if knee_seconds > 0:
+                        for conditional in (False, True):
+                            kind = "If-None-Match" if conditional else "plain"
+                            label = f"{count} process{'es' if count > 1 else ''}, {kind}"
+                            found = knee(api, urls, key, conditional, knee_seconds)
+                            knees.setdefault(label, []).append(found)
+                            print(f"    repeat {repeat + 1}, p99 = {P99_GOAL_MS:.0f} ms, {label}: {found}", flush=True)
+                finally:
+                    api.stop()
+    finally:
+        log.close()
+    print("\n[3] status polls: each poller follows its own job (half queued, half succeeded with five result")
+    print(
+        f"    links), one GET /jobs/{{id}} per 0.5 s for {seconds:.0f} s; API as `python -m backend`; {repeats} repeats"
+    )
+    print("    ms: p50 over all repeats; p99 of each repeat and its spread; cpu: API CPU ms per request (all its")
+    print(
+        "    processes), mean and spread. GET / (no Redis, no job) is the baseline: the server's own cost per request"
+    )
+    width = max(len(" / ".join(f"{_percentiles(r.latencies)[1]:.1f}" for r in row.runs)) for row in rows.values())
+    print(
+        f"    {'':44} {'p50':>6} {'p99 each repeat':>{width}} {'p99 spread':>12} {'cpu':>6} {'cpu spread':>12} "
+        f"{'req/s':>7} {'errors':>7}"
+    )
+    for label, row in rows.items():
+        p99s = [_percentiles(run.latencies)[1] for run in row.runs]
+        every = [v for run in row.runs for v in run.latencies]
+        print(
+            f"    {label:44} {_percentiles(every)[0]:6.1f} {' / '.join(f'{v:.1f}' for v in p99s):>{width}} "
+            f"{f'{min(p99s):.1f}-{max(p99s):.1f}':>12} {statistics.mean(row.cpu_ms):6.3f} "
+            f"{f'{min(row.cpu_ms):.3f}-{max(row.cpu_ms):.3f}':>12} {statistics.mean(r.rate for r in row.runs):7.0f} "
+            f"{sum(sum(r.errors.values()) for r in row.runs):7d}"
+        )
+    print(
+        f"    goals: p99 < {P99_GOAL_MS:.0f} ms at 200 pollers; "
+        f"API CPU <= {CPU_GOAL_MS:.0f} ms per poll of an unchanged job"
+    )
+    if knees:
+        print(
+            f"\n    request rate at which p99 reaches {P99_GOAL_MS:.0f} ms (pollers added until it does), each repeat:"
+        )
+        for label, each in knees.items():
+            print(f"    {label:30} " + "; ".join(each))
 
 
 # --- [4] polling while the worker is busy ------------------------------------
-
-# Rebuilds backend.deps' `app.state` aliases with async getters before the routes
-# import them, then runs uvicorn: the API as it would be if `from_state` returned
-# an `async def`. FastAPI runs a sync dependency in the threadpool, so each
-# GET /jobs/{id} makes four thread hops (settings, reader, store, storage) that
-# all wait for CPU when a worker is busy; an async getter runs on the event loop.
-_ASYNC_DEPS_API = """
-import sys, typing
-from fastapi import Depends
-import backend.deps as deps
-
-def from_state(name):
-    async def dependency(request: deps.Request):
-        return getattr(request.app.state, name)
-    dependency.__name__ = f"get_{name}"
-    return dependency
-
-for alias, name in {"SettingsDep": "settings", "StoreDep": "store", "ReaderDep": "reader",
-                    "StorageDep": "storage", "QueueDep": "queue", "RedisDep": "redis"}.items():
-    kind = typing.get_args(getattr(deps, alias))[0]
-    setattr(deps, alias, typing.Annotated[kind, Depends(from_state(name))])
-import uvicorn
-uvicorn.run("backend.main:create_app", factory=True, port=int(sys.argv[1]), log_level="warning")
-"""
 
 
 def _autogroups_on() -> bool:
@@ -317,7 +526,7 @@ def _autogroups_on() -> bool:
 
 @dataclass(frozen=True)
 class Variant:
-    """How the worker (and the API) run for one row of section [4].
+    """How the worker runs for one row of section [4].
 
     own_session: the worker in its own session, as `manage.sh local` starts it
     (setsid). With the kernel's autogroups on (/proc/sys/kernel/sched_autogroup_enabled),
@@ -332,22 +541,19 @@ class Variant:
     nice: int
     own_session: bool = False
     autogroup_nice: int | None = None
-    async_deps: bool = False
 
 
 VARIANTS = [
     Variant("nice0", "worker nice 0", 0),
-    Variant("nice10", "worker nice 10 (what the code now does)", 10),
+    Variant("nice10", "worker nice 10 (what the code does)", 10),
     Variant("session", "worker nice 10, own session (manage.sh)", 10, own_session=True),
     Variant("autogroup", "worker nice 10, own session + autogroup nice 10", 10, own_session=True, autogroup_nice=10),
-    Variant("asyncdeps0", "worker nice 0, API with async deps", 0, async_deps=True),
-    Variant("asyncdeps10", "worker nice 10, API with async deps", 10, async_deps=True),
 ]
-DEFAULT_VARIANTS = "nice0,nice10"
+DEFAULT_VARIANTS = "nice10"
 
 
 class Stack:
-    """The API and the worker of section [4], restarted as each variant needs."""
+    """The API (`python -m backend`, one process per core) and the worker of section [4]."""
 
     def __init__(self, env: dict[str, str], work: Path, service_pids: dict[str, int], key: str) -> None:
         self.env = env  # API_AUTH=keys and the SECRET_KEY every API process of the bench shares
@@ -356,33 +562,13 @@ class Stack:
         self.service_pids = service_pids  # Redis and S3, whose CPU counts as ours
         self.work = work
         self.log = (work / "busy.log").open("wb")
-        self.api_process: subprocess.Popen[bytes] | None = None
-        self.async_deps = False
-        self.api = ""
+        self.api = Api(env, self.log, 0)
         self.worker: subprocess.Popen[bytes] | None = None
-
-    def ensure_api(self, async_deps: bool) -> str:
-        if self.api_process and self.api_process.poll() is not None:
-            print(f"    the API exited (code {self.api_process.returncode}); its log ends:\n{self.log_tail()}")
-            self.api_process = None
-        if self.api_process and self.async_deps == async_deps:
-            return self.api
-        self.stop_api()
-        port = free_port()
-        if async_deps:
-            command = [sys.executable, "-c", _ASYNC_DEPS_API, str(port)]
-        else:
-            command = [sys.executable, "-m", "uvicorn", "backend.main:create_app", "--factory",
-                       "--port", str(port), "--log-level", "warning"]  # fmt: skip
-        self.api_process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self.log, stderr=self.log)
-        self.api, self.async_deps = f"http://127.0.0.1:{port}", async_deps
-        wait_healthy(self.api)
-        return self.api
 
     def start_worker(self, variant: Variant) -> subprocess.Popen[bytes]:
         # `nice -n` before exec: every thread the worker ever makes inherits it, as
         # when worker/__main__.py calls setpriority before anything starts a thread.
-        # WORKER_NICE keeps that call (when it lands) from undoing the variant.
+        # WORKER_NICE keeps that call from undoing the variant.
         command = ["nice", "-n", str(variant.nice), sys.executable, "-m", "worker"]
         env = self.env | {"WORKER_NICE": str(variant.nice)}
         self.worker = subprocess.Popen(
@@ -407,15 +593,9 @@ class Stack:
                 self.worker.wait()
             self.worker = None
 
-    def stop_api(self) -> None:
-        if self.api_process:
-            self.api_process.terminate()
-            self.api_process.wait(timeout=30)
-            self.api_process = None
-
     def close(self) -> None:
         self.stop_worker()
-        self.stop_api()
+        self.api.stop()
         self.log.close()
 
 
@@ -484,28 +664,28 @@ def cancel_all(api: str, ids: list[str], headers: dict[str, str]) -> None:
 @dataclass
 class BusyRun:
     latencies: list[float]
-    api_cpu_ms: float  # API process CPU per request
+    api_cpu_ms: float  # API CPU (all its processes) per request
     worker_cores: float | None  # CPU the worker used, in cores
     others_cores: float  # CPU used by processes not of this benchmark (the shared machine's noise)
     jobs_left: int | None
 
 
-def measure(stack: Stack, ids: list[str], pollers: int, seconds: float) -> BusyRun:
-    api = stack.api
-    assert stack.api_process is not None
-    ours = {"api": stack.api_process.pid, "self": os.getpid(), **stack.service_pids}
+def measure(stack: Stack, urls: list[str], ids: list[str], pollers: int, seconds: float) -> BusyRun:
+    api_pids = stack.api.pids()
+    ours = {"self": os.getpid(), **stack.service_pids}
     if stack.worker:
         ours["worker"] = stack.worker.pid
-    urls = [f"{api}/jobs/{job_id}" for job_id in ids]
     before = {name: cpu_seconds(pid) for name, pid in ours.items()}
+    api_before = tree_cpu_seconds(api_pids)
     machine_before, began = machine_busy_seconds(), time.perf_counter()
-    latencies = asyncio.run(_pollers(urls, pollers, seconds, 0.5, stack.key))
+    latencies = run_pollers(urls, pollers, seconds, 0.5, stack.key).latencies
     elapsed = time.perf_counter() - began
     used = {name: cpu_seconds(pid) - before[name] for name, pid in ours.items()}
+    used["api"] = tree_cpu_seconds(api_pids) - api_before
     others = (machine_busy_seconds() - machine_before - sum(used.values())) / elapsed
     left = None
     if stack.worker:
-        left = sum(s["status"] in ("queued", "running") for s in statuses(api, ids, stack.headers))
+        left = sum(s["status"] in ("queued", "running") for s in statuses(stack.api.url, ids, stack.headers))
     worker = used["worker"] / elapsed if "worker" in used else None
     return BusyRun(latencies, used["api"] / len(latencies) * 1000, worker, max(others, 0.0), left)
 
@@ -516,38 +696,42 @@ def _report(repeat: int, label: str, run: BusyRun) -> BusyRun:
     worker = f"worker {run.worker_cores:.2f} cores, " if run.worker_cores is not None else ""
     print(
         f"    repeat {repeat + 1}, {label}: p50 {p50:.1f} p99 {p99:.1f} max {max(run.latencies) * 1000:.1f} ms; "
-        f"{worker}others {run.others_cores:.2f} cores",
+        f"API {run.api_cpu_ms:.3f} ms/req; {worker}others {run.others_cores:.2f} cores",
         flush=True,
     )
     return run
 
 
 def bench_busy_polling(
-    stack: Stack, clip: Path, variants: list[Variant], *, repeats: int, pollers: int, jobs: int, seconds: float
-) -> None:
-    """Section [4]: every repeat measures every row once, rows interleaved so noise spreads evenly."""
+    stack: Stack, clip: Path, variants: list[Variant], seeded: list[str], *, repeats: int, pollers: list[int],
+    jobs: int, seconds: float,
+) -> None:  # fmt: skip
+    """Section [4]: every repeat measures every row once, rows interleaved so noise spreads evenly.
+    Each poller follows its own job: the `jobs` real mock jobs the worker runs, then seeded ones."""
     rows: dict[str, list[BusyRun]] = {}
+    api = stack.api.url
     for repeat in range(repeats):
-        idle_done: set[bool] = set()
         for variant in variants:
-            api = stack.ensure_api(variant.async_deps)
             ids = submit_jobs(api, clip, jobs, stack.headers)  # queued; nothing runs them until the worker starts
-            if variant.async_deps not in idle_done:
-                idle_done.add(variant.async_deps)
-                label = "idle (no worker)" + (", API with async deps" if variant.async_deps else "")
-                rows.setdefault(label, []).append(_report(repeat, label, measure(stack, ids, pollers, seconds)))
+            urls = [f"{api}/jobs/{job_id}" for job_id in [*ids, *seeded]]
+            for n in pollers:
+                label = f"{n} pollers, idle (no worker)"
+                if variants.index(variant) == 0:
+                    rows.setdefault(label, []).append(_report(repeat, label, measure(stack, urls[:n], ids, n, seconds)))
             stack.start_worker(variant)
             try:
                 wait_until_busy(api, ids, stack.headers)
-                label = "busy, " + variant.label
-                rows.setdefault(label, []).append(_report(repeat, label, measure(stack, ids, pollers, seconds)))
+                for n in pollers:
+                    label = f"{n} pollers, busy, {variant.label}"
+                    rows.setdefault(label, []).append(_report(repeat, label, measure(stack, urls[:n], ids, n, seconds)))
             finally:
                 cancel_all(api, ids, stack.headers)
                 stack.stop_worker()
 
     print(
-        f"\n[4] polling while the worker is busy: {pollers} pollers, one GET /jobs/{{id}} each per 0.5 s "
-        f"for {seconds:.0f} s, over {jobs} mock jobs (10 s 720p30 clip each); {repeats} repeats"
+        f"\n[4] polling while the worker is busy: one GET /jobs/{{id}} per poller per 0.5 s for {seconds:.0f} s, "
+        f"each poller its own job ({jobs} mock jobs of a 10 s 720p30 clip, then seeded ones); "
+        f"API: {stack.api.processes or 'one per core'} process(es); {repeats} repeats"
     )
     print("    ms: p50 and max over all repeats; p99 of each repeat, and its spread (min-max) across repeats")
     print("    api: API CPU ms per request; worker, others: cores used by the worker, and by processes not of")
@@ -556,7 +740,7 @@ def bench_busy_polling(
         len("p99 each repeat"),
         *(len(" / ".join(f"{_percentiles(r.latencies)[1]:.1f}" for r in runs)) for runs in rows.values()),
     )
-    print(f"    {'':56} {'p50':>6} {'p99 each repeat':>{width}} {'p99 spread':>14} {'max':>8} {'api':>5} {'worker':>7} "
+    print(f"    {'':56} {'p50':>6} {'p99 each repeat':>{width}} {'p99 spread':>14} {'max':>8} {'api':>6} {'worker':>7} "
           f"{'others':>7} {'left':>5}")  # fmt: skip
     for label, runs in rows.items():
         every = [v for run in runs for v in run.latencies]
@@ -568,20 +752,26 @@ def bench_busy_polling(
         print(
             f"    {label:56} {p50:6.1f} {' / '.join(f'{v:.1f}' for v in p99s):>{width}} "
             f"{f'{min(p99s):.1f}-{max(p99s):.1f}':>14} {max(every) * 1000:8.1f} "
-            f"{statistics.mean(r.api_cpu_ms for r in runs):5.2f} {worker:>7} "
+            f"{statistics.mean(r.api_cpu_ms for r in runs):6.3f} {worker:>7} "
             f"{statistics.mean(r.others_cores for r in runs):7.2f} {left:>5}"
         )
-    print("    goal: busy p99 < 50 ms")
+    print(f"    goal: p99 < {P99_GOAL_MS:.0f} ms at 200 pollers")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--upload-mb", type=int, default=1024)
-    parser.add_argument("--pollers", type=int, default=200)
     parser.add_argument("--skip-upload", action="store_true", help="skip the large upload (the slowest part)")
-    parser.add_argument("--busy-only", action="store_true", help="run only section [4], polling while busy")
+    parser.add_argument("--skip-mock", action="store_true", help="skip section [2], the mock job end to end")
+    parser.add_argument("--mock-repeats", type=int, default=3, help="mock jobs timed in section [2]")
+    parser.add_argument("--skip-polls", action="store_true", help="skip section [3]")
+    parser.add_argument("--pollers", default="200,1000", help="section [3] and [4]: poller counts, comma-separated")
+    parser.add_argument("--processes", default="", help="section [3]: API process counts (default: 1 and one per core)")
+    parser.add_argument("--poll-seconds", type=float, default=10)
+    parser.add_argument("--poll-repeats", type=int, default=3)
+    parser.add_argument("--knee-seconds", type=float, default=5, help="per step of the p99 = 20 ms search; 0 skips it")
     parser.add_argument("--skip-busy", action="store_true", help="skip section [4]")
-    parser.add_argument("--busy-pollers", type=int, default=100)
+    parser.add_argument("--busy-only", action="store_true", help="run only section [4], polling while busy")
     parser.add_argument("--busy-jobs", type=int, default=20)
     parser.add_argument("--busy-seconds", type=float, default=20)
     parser.add_argument("--busy-repeats", type=int, default=3)
@@ -597,12 +787,20 @@ def main() -> int:
         parser.error(f"unknown variant in {args.variants!r}")
     if any(v.autogroup_nice is not None for v in variants) and not _autogroups_on():
         print("note: the kernel's autogroups are off here, so the own-session rows show no autogroup effect")
+    pollers = [int(n) for n in args.pollers.split(",")]
+    from backend.__main__ import available_cores
+
+    cores = available_cores()
+    processes = [int(n) for n in args.processes.split(",")] if args.processes else sorted({1, cores})
+    # A thousand pollers are a thousand sockets, in this process and in the API's.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
 
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         work = Path(tmp)
         redis = launch_redis(work / "redis")
         s3 = launch_seaweedfs(work / "s3")
-        processes: list[subprocess.Popen[bytes]] = []
+        processes_started: list[subprocess.Popen[bytes]] = []
         try:
             s3.bucket = "bench"
             settings = settings_for(s3, redis_url=redis.url, key_prefix="bench", queue_name="bench")
@@ -610,54 +808,49 @@ def main() -> int:
             secret_key = secrets.token_hex(32)  # shared by every API process this run starts, as in a deployment
             env = env_for(settings, secret_key) | {"QUEUE_NAME": "bench", "KEY_PREFIX": "bench", "WORK_DIR": str(work)}
             key = admin_key(settings)
-            port = free_port()
-            api = f"http://127.0.0.1:{port}"
-            log = (work / "api.log").open("wb")
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "uvicorn", "backend.main:create_app", "--factory",
-                     "--port", str(port), "--log-level", "warning"],
-                    cwd=ROOT, env=env, stdout=log, stderr=log,
-                )
-            )  # fmt: skip
-            processes.append(
-                subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env, stdout=log, stderr=log)
-            )
-            wait_healthy(api)
-            print(f"stack up: API {api}, Redis {redis.url}, S3 {s3.endpoint_url}; cores: {os.cpu_count()}")
+            print(f"Redis {redis.url}, S3 {s3.endpoint_url}; cores: {cores}")
             print(f"load average before: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-            if not args.busy_only:
-                job_id = bench_mock_job(api, work, bearer(key))
-                bench_polling(api, job_id, args.pollers, key)
+            if not args.busy_only and not (args.skip_mock and args.skip_upload):
+                log = (work / "api.log").open("wb")
+                api = Api(env, log, 1)  # one process: the upload's peak RSS is one process's
+                processes_started.append(api.process)
+                processes_started.append(
+                    subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env, stdout=log, stderr=log)
+                )
+                if not args.skip_mock:
+                    bench_mock_job(api.url, work, bearer(key), args.mock_repeats)
                 if not args.skip_upload:
-                    bench_upload(api, processes[0].pid, settings, args.upload_mb, bearer(key))
-            if not args.skip_busy:
-                # Its own API and worker, so the rows start alike; the first two stop.
-                for process in processes:
+                    bench_upload(api.url, api.process.pid, settings, args.upload_mb, bearer(key))
+                for process in processes_started:
                     process.terminate()
                     process.wait(timeout=30)
-                processes.clear()
+                processes_started.clear()
+            seeded: list[str] = []
+            if not args.busy_only and not args.skip_polls:
+                bench_status_polls(
+                    env, work, settings, key, pollers=pollers, processes=processes, repeats=args.poll_repeats,
+                    seconds=args.poll_seconds, knee_seconds=args.knee_seconds,
+                )  # fmt: skip
+            if not args.skip_busy:
+                from shared.apikeys import key_id_of
+
+                seeded = seed_jobs(settings, key_id_of(key) or "", max(pollers))
                 clip = make_clip(work / "busy720.mp4", seconds=10, fps=30, size=(1280, 720), audio=True)
                 stack = Stack(env, work, {"redis": redis.server.process.pid, "s3": s3.server.process.pid}, key)
                 try:
                     bench_busy_polling(
-                        stack,
-                        clip,
-                        variants,
-                        repeats=args.busy_repeats,
-                        pollers=args.busy_pollers,
-                        jobs=args.busy_jobs,
-                        seconds=args.busy_seconds,
-                    )
+                        stack, clip, variants, seeded, repeats=args.busy_repeats, pollers=pollers,
+                        jobs=args.busy_jobs, seconds=args.busy_seconds,
+                    )  # fmt: skip
                 except BaseException:
                     print(f"    section [4] stopped; its processes' log ends:\n{stack.log_tail()}")
                     raise
                 finally:
                     stack.close()
         finally:
-            for process in processes:
+            for process in processes_started:
                 process.terminate()
-            for process in processes:
+            for process in processes_started:
                 process.wait(timeout=30)
             threading.Thread(target=s3.stop).start()
             redis.stop()
