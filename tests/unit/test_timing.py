@@ -153,6 +153,8 @@ def test_no_beats_or_no_accents_give_none() -> None:
     assert on_beat(accents, np.array([1.0])) is None  # one beat has no period
     assert on_beat(np.zeros(0), BEATS) is None
     assert on_beat(accents + 100.0, BEATS) is None  # accents long after the music
+    assert on_beat(BEATS[:3], BEATS) is None  # three accents in 20 s: too few to call anyone's timing
+    assert on_beat(BEATS[:4], BEATS) is not None
     skipped = Beats(times=np.zeros(0), tempo_bpm=None, skipped="the video has no audio track")
     assert dancer_timing(FPS_TIMES, track_of(FPS_TIMES, keypoints), skipped) is None
 

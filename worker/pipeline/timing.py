@@ -40,6 +40,10 @@ TOLERANCE_S = 0.07
 # +-8 ms by sound, sub-frame peak timing at 30 fps), and within the 20-60 ms that people who tap
 # along typically anticipate the beat by (the "negative mean asynchrony" of tapping studies).
 TENDENCY_S = 0.020
+# A verdict needs this many accents within the beats: two or three clear moves in a whole video say
+# nothing about a dancer's timing (with BlazePose on a 113 px dancer in a wide shot, the keypoints'
+# jitter hid all but 2 of 23 bounces, which then read "on the beat, 100 %").
+MIN_ACCENTS = 4
 MIN_SPACING_S = 0.2  # two accents closer than this are one movement (5 per second is already very fast)
 MAX_GAP_S = 0.25  # frames further apart than this (a track lost for a while): no speed across the gap
 MIN_SEEN_SHARE = 0.5  # whole-body speed needs at least half the keypoints seen in both frames
@@ -165,8 +169,8 @@ def _stats_ms(offsets: np.ndarray) -> dict[str, float | None]:
 
 
 def on_beat(accents: np.ndarray, beats: np.ndarray, tolerance_s: float = TOLERANCE_S) -> dict[str, Any] | None:
-    """How a dancer's accents fall on the beats; None when there are no beats (under two) or no accents
-    within half a beat of them.
+    """How a dancer's accents fall on the beats; None when there are no beats (under two) or fewer than
+    MIN_ACCENTS accents within half a beat of them.
 
     offsets are signed, negative before the beat (early), wrapped to the nearest beat (within half the
     local beat period). `on_beat_share` is the share of accents within `tolerance_s` of a beat and
@@ -179,7 +183,7 @@ def on_beat(accents: np.ndarray, beats: np.ndarray, tolerance_s: float = TOLERAN
     periods = np.diff(beats)
     inside = (accents >= beats[0] - periods[0] / 2) & (accents <= beats[-1] + periods[-1] / 2)
     accents = accents[inside]
-    if len(accents) == 0:
+    if len(accents) < MIN_ACCENTS:
         return None
     # The beats either side of each accent, and the period between them (the end periods outside).
     after = np.clip(np.searchsorted(beats, accents), 1, len(beats) - 1)
