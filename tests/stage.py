@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from tests.clips import package_photo, write_clip
-from worker.pipeline.records import Detections
+from worker.pipeline.records import Detections, PoseSequence
 from worker.pipeline.track import iou_matrix
 
 # Full-length people in bus.jpg (1080x810), as a careful detector run boxes them.
@@ -51,13 +51,20 @@ class Dancer:
     bounce: float = 0.05  # of height: a quick up-and-down accent
     sway: float = 0.0  # px, sideways back and forth ...
     sway_hz: float = 0.5  # ... at this rate
+    delay: float = 0.0  # s: the bounce runs this much behind the clock (a dancer late on the music)
 
     def centre_x(self, t: float) -> float:
         return self.x0 + self.walk * t + self.sway * math.sin(2 * math.pi * self.sway_hz * t)
 
     def lift(self, t: float) -> float:
         """How far the feet are off the floor at `t` (px): the bounce."""
-        return self.bounce * self.height * 0.5 * (1 - math.cos(2 * math.pi * self.bounce_hz * t))
+        phase = 2 * math.pi * self.bounce_hz * (t - self.delay)
+        return self.bounce * self.height * 0.5 * (1 - math.cos(phase))
+
+    def accents(self, seconds: float) -> np.ndarray:
+        """Times of the peaks of the bounce's speed up to `seconds`: midway up and midway down, twice a cycle."""
+        half = 0.5 / self.bounce_hz
+        return np.arange((self.delay + half / 2) % half, seconds, half)
 
 
 @dataclass
@@ -81,6 +88,13 @@ def match_rows(truth: np.ndarray, people: Detections, min_iou: float = 0.5) -> n
         iou = iou_matrix(boxes[in_view], people.boxes[candidates])
         rows[frame, in_view] = np.where(iou.max(axis=1) >= min_iou, candidates[iou.argmax(axis=1)], -1)
     return rows
+
+
+def matched_ids(truth: np.ndarray, seq: PoseSequence) -> np.ndarray:
+    """(frames, dancers) the track id whose box matches each true dancer (`truth` as in `StageClip.truth`,
+    IoU >= 0.5), 0 where none does."""
+    rows = match_rows(truth, seq.people)
+    return np.where(rows >= 0, seq.people.track_ids[rows], 0)
 
 
 def recall(expected: list[np.ndarray], found: list[np.ndarray], min_iou: float = 0.5) -> float:
@@ -158,24 +172,25 @@ def paste(canvas: np.ndarray, sprite: Sprite, centre_x: float, feet_y: float, he
     return box
 
 
+def scene_frame(dancers: list[Dancer], background: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """One frame of `dancers` on `background` at `t`, and their true boxes (clipped; NaN rows out of view)."""
+    canvas = background.copy()
+    boxes = np.full((len(dancers), 4), np.nan)
+    for i in sorted(range(len(dancers)), key=lambda i: dancers[i].feet_y):  # far dancers first: nearer ones cover them
+        d = dancers[i]
+        box = paste(canvas, bus_sprite(d.sprite), d.centre_x(t), d.feet_y - d.lift(t), d.height, d.mirror)
+        if box is not None:
+            boxes[i] = box
+    return canvas, boxes
+
+
 def render_scene(
     dancers: list[Dancer], size: tuple[int, int], times: list[float]
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Frames of `dancers` on the stage at `times`, and their true boxes (clipped to the frame; NaN out of view)."""
     background = stage_background(size)
-    truth = np.full((len(times), len(dancers), 4), np.nan)
-    frames = []
-    # Far dancers first, so nearer ones cover them.
-    order = sorted(range(len(dancers)), key=lambda i: dancers[i].feet_y)
-    for f, t in enumerate(times):
-        canvas = background.copy()
-        for i in order:
-            d = dancers[i]
-            box = paste(canvas, bus_sprite(d.sprite), d.centre_x(t), d.feet_y - d.lift(t), d.height, d.mirror)
-            if box is not None:
-                truth[f, i] = box
-        frames.append(canvas)
-    return frames, truth
+    frames, truth = zip(*(scene_frame(dancers, background, t) for t in times), strict=True)
+    return list(frames), np.stack(truth)
 
 
 def wide_shot_dancers(size: tuple[int, int] = (1280, 720)) -> list[Dancer]:

@@ -19,7 +19,7 @@ from tests.stage import (
     StageClip,
     crossing_dancers,
     cutoff_dancers,
-    match_rows,
+    matched_ids,
     recall,
     stage_clip,
     wide_shot_dancers,
@@ -63,18 +63,12 @@ def analyzed(analyzer, scene) -> Callable[[str, Profile], tuple[StageClip, PoseS
     return run
 
 
-def matched_ids(clip: StageClip, seq: PoseSequence) -> np.ndarray:
-    """(frames, dancers) the track id whose box matches each true dancer (IoU >= 0.5), 0 where none does."""
-    rows = match_rows(clip.truth, seq.people)
-    return np.where(rows >= 0, seq.people.track_ids[rows], 0)
-
-
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.value)
 def test_every_small_dancer_in_a_wide_shot_is_found_and_keeps_one_id(analyzed, profile):
     clip, seq = analyzed("wide", profile)
     heights = clip.truth[..., 3] - clip.truth[..., 1]
     assert np.nanmax(heights) <= 205 and np.nanmin(heights) <= 85  # the scene really is small people
-    ids = matched_ids(clip, seq)
+    ids = matched_ids(clip.truth, seq)
     for dancer in range(ids.shape[1]):
         found = ids[:, dancer][ids[:, dancer] > 0]
         assert len(found) >= 0.9 * len(ids), (dancer, ids[:, dancer])
@@ -89,7 +83,7 @@ def test_every_small_dancer_in_a_wide_shot_is_found_and_keeps_one_id(analyzed, p
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.value)
 def test_cut_off_dancer_is_found_keeps_one_id_and_off_frame_keypoints_are_marked(analyzed, profile):
     clip, seq = analyzed("cutoff", profile)
-    ids = matched_ids(clip, seq)
+    ids = matched_ids(clip.truth, seq)
     half_out, whole = ids[:, 0], ids[:, 1]
     in_view = clip.visible[:, 0] >= 0.4
     assert clip.visible[:, 0].max() <= 0.95 and clip.visible[:, 0].min() < 0.2  # cut off, and nearly gone at times
