@@ -146,6 +146,18 @@ def test_accents_on_the_off_beat_are_off_the_beat_not_very_late() -> None:
     assert all(abs(abs(offset) - 250) <= 10 for offset in result["offsets_ms"])
 
 
+def test_a_tendency_needs_a_median_clear_of_the_beat_by_its_own_spread() -> None:
+    """+30 ms is late for a dancer whose 20 accents agree (9 ms spread), but not for one whose accents
+    spread by 61 ms (a small dancer on real keypoints): there the median's standard error is 17 ms."""
+    beats = np.arange(0.6, 13.0, 0.6)  # 100 BPM, so every offset below stays within a quarter period
+    for spread, expected in ((0.015, "late"), (0.100, "on the beat")):
+        offsets = 0.030 + spread * np.linspace(-1, 1, 20)
+        result = on_beat(beats[:20] + offsets, beats)
+        assert result is not None and result["near_beat"] == 20
+        assert result["offset_ms"]["median"] == pytest.approx(30, abs=0.1)
+        assert result["tendency"] == expected, (spread, result["offset_ms"])
+
+
 def test_no_beats_or_no_accents_give_none() -> None:
     keypoints, heights = hitting_dancer(FPS_TIMES, BEATS)
     accents = accent_times(FPS_TIMES, keypoints, heights)

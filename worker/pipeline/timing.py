@@ -40,6 +40,10 @@ TOLERANCE_S = 0.07
 # +-8 ms by sound, sub-frame peak timing at 30 fps), and within the 20-60 ms that people who tap
 # along typically anticipate the beat by (the "negative mean asynchrony" of tapping studies).
 TENDENCY_S = 0.020
+# ...and when the median is also this many of its standard errors (1.25 sd / sqrt(n)) from the beat:
+# a small dancer's single accents spread by 40-70 ms on real keypoints (a wide shot), so a median
+# of +29 ms over 23 of them is no evidence of being late, while +98 ms with a 14 ms spread is.
+TENDENCY_STANDARD_ERRORS = 2.0
 # A verdict needs this many accents within the beats: two or three clear moves in a whole video say
 # nothing about a dancer's timing (with BlazePose on a 113 px dancer in a wide shot, the keypoints'
 # jitter hid all but 2 of 23 bounces, which then read "on the beat, 100 %").
@@ -198,7 +202,9 @@ def on_beat(accents: np.ndarray, beats: np.ndarray, tolerance_s: float = TOLERAN
     tendency: str | None = None
     if near_offsets.size:
         median = float(np.median(near_offsets))
-        tendency = "late" if median > TENDENCY_S else "early" if median < -TENDENCY_S else "on the beat"
+        standard_error = 1.2533 * float(near_offsets.std()) / math.sqrt(near_offsets.size)
+        threshold = max(TENDENCY_S, TENDENCY_STANDARD_ERRORS * standard_error)
+        tendency = "late" if median > threshold else "early" if median < -threshold else "on the beat"
     return {
         "accents": len(accents),
         "tolerance_ms": round(tolerance_s * 1000, 1),
