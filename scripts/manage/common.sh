@@ -168,8 +168,10 @@ ensure_venv() {
 }
 
 # Whether the venv holds the real analysis (requirements-gpu.txt or a file including it), after ensure_venv.
+# Not `| grep -q`: under pipefail, grep's early exit makes the function's next line die of SIGPIPE, and
+# the check failed.
 venv_has_real_analysis() {
-	[[ -n "${VENV_REQUIREMENTS:-}" ]] && requirements_closure "$VENV_REQUIREMENTS" | grep -q '/requirements-gpu.txt$'
+	[[ -n "${VENV_REQUIREMENTS:-}" ]] && requirements_closure "$VENV_REQUIREMENTS" | grep '/requirements-gpu.txt$' >/dev/null
 }
 
 # The model files the real analysis loads, prepared once into $MODELS_DIR (default .local/models)

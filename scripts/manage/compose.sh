@@ -386,7 +386,7 @@ _compose_prepare_amd() {
 }
 
 _compose_check_nvidia() {
-	if ! _compose_docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia; then
+	if ! _compose_docker info --format '{{json .Runtimes}}' 2>/dev/null | grep nvidia >/dev/null; then  # no -q: see venv_has_real_analysis
 		warn "Docker lists no 'nvidia' runtime: install the NVIDIA Container Toolkit if the worker cannot see the GPU"
 	fi
 }

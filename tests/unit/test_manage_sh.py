@@ -268,3 +268,21 @@ def test_an_unknown_profile_is_named_as_such() -> None:
     assert done.stderr == "error: unknown profile 'gpu' (one of: local cpu nvidia amd mac)\n"
     done = run("frobnicate")
     assert done.returncode != 0 and "unknown command 'frobnicate'" in done.stderr
+
+
+@pytest.mark.parametrize(("kind", "real"), [("gpu", True), ("minimal", False)])
+def test_the_real_analysis_is_recognised_in_the_venv_s_requirements(kind: str, real: bool) -> None:
+    """`local start` with real models checks that the venv's requirements include requirements-gpu.txt.
+    Under pipefail, `requirements_closure | grep -q` failed that check: grep stops at the first line, and
+    the function's next line dies of SIGPIPE. Run many times, since that depends on timing."""
+    script = f"""
+        set -euo pipefail
+        source scripts/manage/common.sh
+        VENV_REQUIREMENTS="$(requirements_file {kind})"
+        for _ in $(seq 20); do
+            if venv_has_real_analysis; then echo yes; else echo no; fi
+        done
+    """
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["yes" if real else "no"] * 20, done.stdout
