@@ -647,6 +647,56 @@ function fillReferenceSelect() {
 
 const compareDialog = { attemptId: null };
 
+// Each analysis's dancers, longest in view first (from its metrics.json), for "Compare with…": in a group
+// video the dancer picks who they are, and who in the reference they follow. Cached per job (results
+// never change); a failed load is forgotten so the next opening tries again.
+const dancerLists = new Map();
+
+function dancersOf(jobId) {
+  if (!dancerLists.has(jobId)) {
+    const loading = api(`/jobs/${jobId}/results/metrics.json`).then((metrics) => (metrics.dancers || [])
+      .map((d) => ({ trackId: d.track_id, seconds: d.summary?.time_in_view_s ?? 0 }))
+      .sort((a, b) => b.seconds - a.seconds || a.trackId - b.trackId));
+    loading.catch(() => dancerLists.delete(jobId));
+    dancerLists.set(jobId, loading);
+  }
+  return dancerLists.get(jobId);
+}
+
+/** Fill a dancer choice with `jobId`'s dancers; the first (seen longest) is the API's own default. Marks the
+ *  select `data-job` once filled, so a late answer for a job no longer chosen is dropped. */
+async function fillDancers(select, jobId) {
+  select.dataset.job = '';
+  select.disabled = true;
+  select.replaceChildren(el('option', { value: '', text: 'Loading the dancers…' }));
+  let dancers = null;
+  try {
+    dancers = await dancersOf(jobId);
+  } catch {
+    dancers = null; // the comparison still works: the API takes the dancer seen longest
+  }
+  if (select.dataset.pending !== jobId) return;
+  if (!dancers || !dancers.length) {
+    select.replaceChildren(el('option', { value: '', text: dancers ? 'No dancer found' : 'The dancer seen longest' }));
+  } else {
+    select.replaceChildren(...dancers.map((d, k) => el('option', {
+      value: String(d.trackId),
+      text: `Dancer ${d.trackId} · in view ${Math.round(d.seconds)} s${k === 0 && dancers.length > 1 ? ' (longest)' : ''}`,
+    })));
+    select.disabled = dancers.length < 2;
+  }
+  select.dataset.job = jobId;
+}
+
+function chooseDancersOf(select, jobId) {
+  select.dataset.pending = jobId || '';
+  if (jobId) return fillDancers(select, jobId);
+  select.replaceChildren();
+  select.disabled = true;
+  select.dataset.job = '';
+  return Promise.resolve();
+}
+
 /** "Compare with…" on a succeeded analysis: it is the attempt; the dancer picks the reference. */
 async function openCompareDialog(attemptId) {
   const dialog = $('#compare-dialog');
@@ -660,6 +710,8 @@ async function openCompareDialog(attemptId) {
   select.disabled = true;
   $('#compare-start').disabled = true;
   setMessage(message, '');
+  chooseDancersOf($('#compare-attempt-dancer'), attemptId);
+  chooseDancersOf($('#compare-reference-dancer'), null);
   if (!dialog.open) dialog.showModal();
   try {
     const list = (await references.load()).filter((job) => job.job_id !== attemptId);
@@ -667,6 +719,7 @@ async function openCompareDialog(attemptId) {
     select.replaceChildren(...list.map((job) => el('option', { value: job.job_id, text: referenceText(job) })));
     select.disabled = !list.length;
     $('#compare-start').disabled = !list.length;
+    chooseDancersOf($('#compare-reference-dancer'), select.value);
     if (list.length) select.focus();
     else setMessage(message, 'There is no other finished analysis yet: upload and analyse the reference video first.', 'error');
   } catch (error) {
@@ -688,7 +741,13 @@ async function startComparison(event) {
     const accepted = await api('/compare', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ reference_job_id: referenceId, attempt_job_id: attemptId, mirror: form.get('mirror') || 'auto' }),
+      body: JSON.stringify({
+        reference_job_id: referenceId,
+        attempt_job_id: attemptId,
+        mirror: form.get('mirror') || 'auto',
+        ...trackChoice('reference_track_id', $('#compare-reference-dancer'), referenceId),
+        ...trackChoice('attempt_track_id', $('#compare-attempt-dancer'), attemptId),
+      }),
     });
     closeCompareDialog();
     const job = await api(`/jobs/${accepted.job_id}`).catch(() => null);
@@ -701,6 +760,12 @@ async function startComparison(event) {
   }
 }
 
+/** `{field: track id}` when the dancer choice is filled for `jobId`, else nothing (the API's default).
+ *  A disabled select is left out of FormData, so the value is read from the select itself. */
+function trackChoice(field, select, jobId) {
+  return select.dataset.job === jobId && select.value ? { [field]: Number(select.value) } : {};
+}
+
 function closeCompareDialog() {
   const dialog = $('#compare-dialog');
   compareDialog.attemptId = null;
@@ -710,6 +775,7 @@ function closeCompareDialog() {
 function setupCompareDialog() {
   $('#compare-form').addEventListener('submit', startComparison);
   $('#compare-cancel').addEventListener('click', closeCompareDialog);
+  $('#compare-reference').addEventListener('change', (event) => chooseDancersOf($('#compare-reference-dancer'), event.target.value));
   $('#compare-dialog').addEventListener('close', () => { compareDialog.attemptId = null; });
 }
 

@@ -168,13 +168,25 @@ try {
     options: [...document.querySelectorAll('#compare-reference option')].map((o) => o.value),
     focused: document.activeElement?.id,
   }));
-  await page.screenshot({ path: SHOT('dialog') });
   await page.selectOption('#compare-reference', referenceId);
+  // Who is who: each video's dancers, longest in view first; the attempt (filmed in class) has two.
+  await page.waitForFunction(([ref, att]) => document.querySelector('#compare-reference-dancer').dataset.job === ref
+    && document.querySelector('#compare-attempt-dancer').dataset.job === att, [referenceId, attemptId]);
+  await page.screenshot({ path: SHOT('dialog') });
+  const dancerOptions = (selector) => page.evaluate((s) => {
+    const select = document.querySelector(s);
+    return { disabled: select.disabled, options: [...select.options].map((o) => ({ value: o.value, text: o.textContent })) };
+  }, selector);
+  report.dialog.referenceDancers = await dancerOptions('#compare-reference-dancer');
+  report.dialog.attemptDancers = await dancerOptions('#compare-attempt-dancer');
+  const lastAttemptDancer = report.dialog.attemptDancers.options.at(-1).value; // not the API's default when there are two
+  await page.selectOption('#compare-attempt-dancer', lastAttemptDancer);
+  report.dialog.chosenAttemptDancer = Number(lastAttemptDancer);
   await page.check('#compare-form input[name="mirror"][value="auto"]');
   const compareAnswer = page.waitForResponse((r) => new URL(r.url()).pathname === '/compare' && r.request().method() === 'POST');
   await page.click('#compare-start');
   const started = await compareAnswer;
-  report.dialogComparison = { status: started.status(), answer: await started.json() };
+  report.dialogComparison = { status: started.status(), answer: await started.json(), body: JSON.parse(started.request().postData()) };
   const comparisonId = report.dialogComparison.answer.job_id;
   await page.waitForFunction(() => !document.querySelector('#compare-dialog').open);
   report.dialogComparison.view = await waitJob(comparisonId);

@@ -17,11 +17,12 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import numpy as np
 import pytest
 
 from shared.settings import Settings
-from tests.auth import keyed, make_key
+from tests.auth import bearer, keyed, make_key
 from tests.music import click_audio, write_music_video
 from tests.synthetic import moving_frames
 
@@ -132,6 +133,10 @@ def test_beats_sync_and_compare_in_a_browser(
     check_calls(report, keyed=bool(api_key))
     check_reference_results(report["reference"], clicks)
     check_job_list(report)
+    dancers = [
+        dancers_of(web_stack.api_url, api_key, report[side]["answer"]["job_id"]) for side in ("reference", "attempt")
+    ]
+    check_dancer_choice(report, *dancers)
     check_compare_view(report["dialogComparison"], report["reference"], report["attempt"])
     check_form_comparison(report["formComparison"], report["reference"], report["attempt"])
     assert report["afterDelete"] == 404
@@ -276,6 +281,43 @@ def check_job_list(report: dict[str, Any]) -> None:
     assert any("Finding the beats" in seen for seen in analyses), stages
     assert any("Aligning the two dancers" in seen for seen in comparisons), stages
     assert all(seen and seen[-1] == "Finished" for seen in analyses + comparisons), stages
+
+
+def dancers_of(api_url: str, api_key: str, job_id: str) -> list[tuple[int, float]]:
+    """(track id, seconds in view) of an analysis's dancers, longest first, read from its metrics.json."""
+    answer = httpx.get(
+        f"{api_url}/jobs/{job_id}/results/metrics.json",
+        headers=bearer(api_key) if api_key else {},
+        follow_redirects=True,
+        timeout=30,
+    )
+    answer.raise_for_status()
+    dancers = [(d["track_id"], d["summary"]["time_in_view_s"]) for d in answer.json()["dancers"]]
+    return sorted(dancers, key=lambda d: (-d[1], d[0]))
+
+
+def check_dancer_choice(
+    report: dict[str, Any], reference_dancers: list[tuple[int, float]], attempt_dancers: list[tuple[int, float]]
+) -> None:
+    """ "Compare with…" lists each video's dancers, longest in view first (the API's default), and the
+    dancer chosen is the one compared: the attempt has two, and the flow picks the one seen less."""
+    for shown, dancers in (
+        (report["dialog"]["referenceDancers"], reference_dancers),
+        (report["dialog"]["attemptDancers"], attempt_dancers),
+    ):
+        assert [int(o["value"]) for o in shown["options"]] == [d[0] for d in dancers], (shown, dancers)
+        for option, (track_id, seconds) in zip(shown["options"], dancers, strict=True):
+            assert option["text"].startswith(f"Dancer {track_id} · in view {round(seconds)} s"), option
+        assert shown["disabled"] == (len(dancers) < 2), shown
+    assert len(attempt_dancers) == 2, attempt_dancers  # the fixture: a choice to make
+    chosen = report["dialog"]["chosenAttemptDancer"]
+    assert chosen == attempt_dancers[-1][0] != attempt_dancers[0][0]
+    started = report["dialogComparison"]
+    assert started["body"]["attempt_track_id"] == chosen
+    assert started["body"]["reference_track_id"] == reference_dancers[0][0]
+    assert started["view"]["comparison"]["attempt_track_id"] == chosen
+    assert started["doc"]["attempt"]["track_id"] == chosen
+    assert started["doc"]["reference"]["track_id"] == reference_dancers[0][0]
 
 
 def check_compare_view(comparison: dict[str, Any], reference: dict[str, Any], attempt: dict[str, Any]) -> None:
